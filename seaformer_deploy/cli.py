@@ -1,0 +1,133 @@
+"""The ``seaformer-deploy`` command line."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Column, Table
+
+from .errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Export SeaFormer-family segmenters to ONNX / ExecuTorch and measure them.")
+console = Console()
+err_console = Console(stderr=True)
+
+VariantOpt = Annotated[Optional[str], typer.Option(
+    "--variant", "-v", help="SeaFormer segmentation variant: T, S, B or L (default T).")]
+ModelOpt = Annotated[Optional[str], typer.Option(
+    "--model", "-m", help="Any registered model, e.g. seaformer-t++, topformer-b "
+                          "(see `seaformer-deploy models`).")]
+CheckpointOpt = Annotated[Optional[Path], typer.Option(
+    "--checkpoint", "-c", help="Official checkpoint (.pth, mmseg or timm format).")]
+TrustOpt = Annotated[bool, typer.Option(
+    "--trust-checkpoint", help="Unpickle the checkpoint with full privileges. Only for files from "
+                               "a source you trust: code stored in them runs as you.")]
+ClassesOpt = Annotated[Optional[int], typer.Option(
+    "--num-classes", help="Number of classes (default: the checkpoint's, else 150 / 1000).")]
+SizeOpt = Annotated[Optional[str], typer.Option(
+    "--input-size", "-s", help="HEIGHTxWIDTH, e.g. 512x512 (default: the model's).")]
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Turn a ``UserError`` into one message on stderr and a non-zero exit, without a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args: object, **kwargs: object) -> object:
+        try:
+            return fn(*args, **kwargs)
+        except UserError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+    return wrapper
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[xX*,]\s*(\d+))?\s*", text)
+    if not match:
+        raise UserError(f"--input-size {text!r} is not HEIGHTxWIDTH (e.g. 512x512 or 512x1024).")
+    height = int(match.group(1))
+    return height, int(match.group(2) or height)
+
+
+@app.command("models")
+def models_cmd() -> None:
+    """List the registered models."""
+    from .models import MODELS
+
+    table = Table(Column("name", no_wrap=True), Column("task", no_wrap=True),
+                  "official params", "paper params")
+    for spec in MODELS.values():
+        table.add_row(spec.name, spec.task,
+                      f"{spec.official_params:,}" if spec.official_params else "-",
+                      f"{spec.paper.params_m}M" if spec.paper else "-")
+    console.print(table)
+
+
+@app.command("info")
+@user_errors
+def info_cmd(variant: VariantOpt = None, model: ModelOpt = None, input_size: SizeOpt = None,
+             checkpoint: CheckpointOpt = None, trust_checkpoint: TrustOpt = False,
+             num_classes: ClassesOpt = None,
+             as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Parameters and MACs per component and in total, with each component's tensor shapes."""
+    from .models import create, get_spec, resolve_name
+    from .models.complexity import analyze
+
+    name = resolve_name(variant, model)
+    net = create(name, num_classes, checkpoint, trust_checkpoint)
+    height, width = parse_size(input_size) or net.default_input_size
+    cost = analyze(net, height, width)
+    paper = get_spec(name).paper
+    if as_json:
+        payload = asdict(cost) | {"paper": asdict(paper) if paper else None}
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    _print_cost(cost, paper)
+
+
+def _print_cost(cost: object, paper: object) -> None:
+    h, w = cost.input_size
+    table = Table(title=f"{cost.name} at {h}x{w}",
+                  caption="GMACs: conv + matmul. mmcv: plus BN, activation and bias element "
+                          "operations, the convention of the papers' FLOPs.")
+    for col in ("component", "params", "GMACs", "GMACs (mmcv)", "MAC share"):
+        table.add_column(col, justify="left" if col == "component" else "right")
+    total = cost.total
+    for name, c in cost.components.items():
+        table.add_row(name, f"{c.params:,}", f"{c.macs / 1e9:.3f}", f"{c.macs_mmcv / 1e9:.3f}",
+                      f"{100 * c.macs / total.macs:.1f}%")
+    table.add_row("total", f"{total.params:,}", f"{total.macs / 1e9:.3f}",
+                  f"{total.macs_mmcv / 1e9:.3f}", "100%", style="bold", end_section=True)
+    if paper is not None:
+        table.add_row("paper", f"{paper.params_m}M", "",
+                      f"{paper.gmacs}" if paper.gmacs is not None else "-", "", style="dim")
+    console.print(table)
+    shapes = Table(title="tensor interface", show_lines=False)
+    for col in ("component", "inputs", "outputs"):
+        shapes.add_column(col)
+    for name, c in (cost.components or {"total": total}).items():
+        shapes.add_row(name, _shapes(c.inputs), _shapes(c.outputs), end_section=True)
+    console.print(shapes)
+
+
+def _shapes(shapes: dict[str, tuple[int, ...]]) -> str:
+    return "\n".join(f"{n} {'x'.join(map(str, s))}" for n, s in shapes.items())
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
