@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Column, Table
 
@@ -19,8 +20,9 @@ from .errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Export SeaFormer-family segmenters to ONNX / ExecuTorch and measure them.")
-console = Console()
-err_console = Console(stderr=True)
+# Rich assumes 80 columns when output is not a terminal (CI logs, files); tables would be cropped.
+console = Console() if sys.stdout.isatty() else Console(width=120)
+err_console = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=120)
 
 VariantOpt = Annotated[Optional[str], typer.Option(
     "--variant", "-v", help="SeaFormer segmentation variant: T, S, B or L (default T).")]
@@ -123,6 +125,107 @@ def _print_cost(cost: object, paper: object) -> None:
 
 def _shapes(shapes: dict[str, tuple[int, ...]]) -> str:
     return "\n".join(f"{n} {'x'.join(map(str, s))}" for n, s in shapes.items())
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(v.strip().lower() for v in text.split(",") if v.strip())
+
+
+@app.command("export")
+@user_errors
+def export_cmd(
+    variant: VariantOpt = None, model: ModelOpt = None, checkpoint: CheckpointOpt = None,
+    trust_checkpoint: TrustOpt = False, num_classes: ClassesOpt = None,
+    input_size: SizeOpt = None,
+    formats: Annotated[str, typer.Option(help="Comma-separated: onnx, pte.")] = "onnx,pte",
+    precisions: Annotated[str, typer.Option(help="Comma-separated: fp32, fp16.")] = "fp32,fp16",
+    components: Annotated[bool, typer.Option(
+        "--components/--no-components", help="Also export stem, context, spatial and head.")
+    ] = True,
+    output: Annotated[str, typer.Option(
+        help="logits (1/8 resolution) or labels (resized to the input, then argmax).")
+    ] = "logits",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output root folder.")] = Path("models"),
+    parity_gate: Annotated[bool, typer.Option(
+        "--parity-gate/--no-parity-gate",
+        help="Fail the export when an artifact misses the parity thresholds (else warn).")
+    ] = True,
+    fp32_io: Annotated[bool, typer.Option(
+        "--fp32-io", help="FP16 artifacts take and return FP32 tensors (casts inside).")
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic weights (no checkpoint).")] = 0,
+    force: Annotated[bool, typer.Option(help="Re-export even if a matching export exists.")
+                     ] = False,
+) -> None:
+    """Export ONNX and ExecuTorch artifacts (FP32/FP16, model and components) with a parity gate."""
+    from .export.pipeline import ExportOptions, ParityError, export
+    from .models import resolve_name
+
+    opts = ExportOptions(
+        model=resolve_name(variant, model), checkpoint=checkpoint,
+        trust_checkpoint=trust_checkpoint, num_classes=num_classes,
+        input_size=parse_size(input_size), formats=_csv(formats), precisions=_csv(precisions),
+        components=components, output=output.strip().lower(), out_root=out,
+        parity_gate=parity_gate, fp32_io=fp32_io, seed=seed, force=force)
+    try:
+        result = _run_with_progress(lambda progress: export(opts, progress), "exporting")
+    except ParityError as exc:
+        print_parity(exc.manifest)
+        raise
+    manifest = result.manifest
+    print_parity(manifest)
+    for warning in result.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    if not manifest["parity_passed"]:
+        err_console.print("[yellow]warning:[/] parity gate off: failing artifacts were written "
+                          "and are marked as failed in the manifest")
+    state = "up to date (cached)" if result.cached else f"{manifest['export_seconds']:.0f} s"
+    console.print(f"{len(manifest['artifacts'])} artifacts and manifest.json in "
+                  f"[bold]{result.folder}[/] ({state})", highlight=False)
+
+
+def _run_with_progress(job: Callable, label: str) -> object:
+    from .quiet import quiet_third_party_logs
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    quiet_third_party_logs()
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
+               "{task.total}"), TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def progress(step: str, done: int, total: int) -> None:
+            bar.update(task, description=f"{label}: {step}", completed=done, total=total)
+        return job(progress)
+
+
+def print_parity(manifest: dict) -> None:
+    """The parity table: every artifact, then every component chain, against PyTorch FP32."""
+    table = Table(title=f"parity of {manifest['model']['name']} "
+                        f"{'x'.join(map(str, manifest['input']['size']))} "
+                        f"({manifest['output']['mode']}) vs PyTorch FP32 eager",
+                  caption="parts: XNNPACK delegate partitions of a .pte; chain: the component "
+                          "artifacts run in sequence", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("artifact", no_wrap=True)
+    for col in ("MB", "max|err|", "PSNR dB", "cosine", "labels %", "parts", "gate"):
+        table.add_column(col, justify="right", no_wrap=True)
+    rows = [(a["path"], a["bytes"] / 1e6, a["parity"], a.get("executorch"))
+            for a in manifest["artifacts"]]
+    rows += [(f"chain {c['format']} {c['precision']}", None, c["parity"], None)
+             for c in manifest["chains"]]
+    for name, mb, parity, et in rows:
+        w = parity["worst"]
+        table.add_row(
+            name, f"{mb:.2f}" if mb is not None else "", _fmt(w["max_abs_err"], ".2e"),
+            _fmt(w["psnr_db"], ".1f"), _fmt(w["cosine"], ".6f"),
+            _fmt(w["label_agreement"], ".3f"),
+            str(et["partitions"]) if et else "",
+            "[green]pass[/]" if parity["passed"] else "[red]FAIL[/]")
+    console.print(table)
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
 
 
 def main() -> None:

@@ -1,0 +1,168 @@
+"""The export manifest: what was exported, from what, with which tools, and how faithful it is.
+
+Written as ``manifest.json`` next to the artifacts and validated against
+``manifest.schema.json`` (JSON Schema) before it is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+SCHEMA_NAME = "seaformer-deploy/export-manifest"
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+TOOLS = ("seaformer-deploy", "torch", "executorch", "onnx", "onnxruntime", "onnxscript",
+         "onnxsim", "numpy")
+
+
+def tool_versions() -> dict[str, str]:
+    versions = {name: metadata.version(name) for name in TOOLS}
+    versions["seaformer-deploy-code"] = code_digest()[:16]
+    versions["python"] = platform.python_version()
+    versions["platform"] = f"{platform.system()}-{platform.machine()}"
+    return versions
+
+
+def code_digest() -> str:
+    """A digest of this package's code, so an edited checkout never reuses stale artifacts."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.suffix in (".py", ".json") and "__pycache__" not in path.parts:
+            digest.update(path.relative_to(root).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_path(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cache_key(fields: dict) -> str:
+    """A digest of everything that determines the artifacts' bytes and their checks."""
+    return sha256_bytes(json.dumps(fields, sort_keys=True, default=str).encode())
+
+
+def schema() -> dict:
+    return json.loads((Path(__file__).with_name("manifest.schema.json")).read_text())
+
+
+def validate(manifest: dict) -> None:
+    """Raise ``jsonschema.ValidationError`` if ``manifest`` does not follow the schema."""
+    import jsonschema
+
+    jsonschema.validate(manifest, schema())
+
+
+def load(folder: Path) -> dict | None:
+    """The manifest in ``folder``, or None if there is none or it is unreadable or invalid."""
+    path = folder / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+        validate(manifest)
+    except (OSError, ValueError, ImportError):
+        return None
+    except Exception:  # noqa: BLE001 - jsonschema.ValidationError: treat as no manifest
+        return None
+    return manifest
+
+
+def write_json(path: Path, payload: dict) -> None:
+    """Write atomically: a temporary file in the same folder, then rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def artifacts_intact(folder: Path, manifest: dict) -> bool:
+    """Every artifact listed is present with the recorded hash."""
+    for art in manifest["artifacts"]:
+        path = folder / art["path"]
+        if not path.is_file() or sha256_path(path) != art["sha256"]:
+            return False
+    return True
+
+
+class StagingDir:
+    """A hidden sibling folder that becomes ``final`` only when everything in it is complete.
+
+    Used as a context manager: on success call ``commit()``; on any exception (including
+    KeyboardInterrupt) the staging folder is deleted, so an interrupted or failed export leaves
+    neither half-written artifacts nor a stale manifest. A folder orphaned by a killed process
+    (SIGKILL) is swept on the next export into the same parent.
+    """
+
+    PREFIX = ".staging-"
+
+    def __init__(self, final: Path) -> None:
+        self.final = final
+        self.path = final.parent / f"{self.PREFIX}{final.name}-{os.getpid()}-{time.time_ns()}"
+
+    def __enter__(self) -> StagingDir:
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        self._sweep()
+        self.path.mkdir()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def commit(self) -> None:
+        """Swap the staging folder into place (the old folder, if any, is removed after)."""
+        old = None
+        if self.final.exists():
+            old = self.final.parent / f"{self.PREFIX}old-{self.final.name}-{time.time_ns()}"
+            os.replace(self.final, old)
+        os.replace(self.path, self.final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def _sweep(self) -> None:
+        for stale in self.final.parent.glob(f"{self.PREFIX}*"):
+            pid = _pid_of(stale.name)
+            if pid is None or not _alive(pid):
+                shutil.rmtree(stale, ignore_errors=True)
+
+
+def _pid_of(name: str) -> int | None:
+    parts = name.rsplit("-", 2)
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def command_line() -> list[str]:
+    return [Path(sys.argv[0]).name, *sys.argv[1:]]

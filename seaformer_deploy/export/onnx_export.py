@@ -1,0 +1,114 @@
+"""ONNX artifacts: torch.export-based exporter, checked, shape-inferred, simplified, FP16.
+
+The TorchScript exporter the official code uses (opset 11) leaves shape arithmetic (Shape,
+Gather, Unsqueeze, Concat) and per-call Resize of the positional embeddings in the graph. The
+torch.export-based exporter sees static shapes and constant-folds them, and onnxsim removes what
+is left. Opset 18 is the exporter's native opset (its down-conversion to 17 fails on ReduceMean's
+axes input), and ONNX Runtime Mobile runs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import onnx
+import torch
+from onnx import TensorProto
+
+from .units import Unit
+
+OPSET = 18
+
+# Operators ONNX Runtime Mobile, MNN, ncnn, TNN and the TFLite converters all implement; anything
+# else in an artifact fails the export (the manifest lists each artifact's operators).
+MOBILE_OPS = frozenset({
+    "Add", "ArgMax", "AveragePool", "Cast", "Clip", "Concat", "Constant", "Conv", "Div",
+    "Flatten", "Gemm", "GlobalAveragePool", "HardSigmoid", "HardSwish", "MatMul", "MaxPool",
+    "Mul", "Pad", "ReduceMean", "ReduceSum", "Relu", "Reshape", "Resize", "Sigmoid", "Slice",
+    "Softmax", "Split", "Squeeze", "Sub", "Transpose", "Unsqueeze",
+})
+
+
+def export_onnx(unit: Unit, example: Sequence[torch.Tensor]) -> onnx.ModelProto:
+    """Trace ``unit`` with static shapes and return a checked, simplified FP32 graph."""
+    with _quiet():
+        program = torch.onnx.export(unit.module, tuple(example), dynamo=True, opset_version=OPSET,
+                                    input_names=list(unit.input_names),
+                                    output_names=list(unit.output_names), optimize=True,
+                                    external_data=False, verbose=False)
+    model = simplify(program.model_proto)
+    validate(model, unit.name)
+    return model
+
+
+def simplify(model: onnx.ModelProto) -> onnx.ModelProto:
+    from onnxsim import simplify as onnxsim_simplify
+
+    simplified, ok = onnxsim_simplify(model)
+    if not ok:
+        raise RuntimeError("onnxsim could not verify the simplified graph")
+    return simplified
+
+
+def to_fp16(model: onnx.ModelProto, keep_io_fp32: bool) -> onnx.ModelProto:
+    """Convert weights and activations to FP16 (ONNX Runtime's converter)."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    with _quiet():
+        half = convert_float_to_float16(model, keep_io_types=keep_io_fp32)
+    validate(half, "fp16")
+    return half
+
+
+def validate(model: onnx.ModelProto, what: str) -> None:
+    """Checker-clean, fully shape-inferred with static shapes, no float64, mobile operators only."""
+    onnx.checker.check_model(model, full_check=True)
+    inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    for value in [*inferred.graph.input, *inferred.graph.output, *inferred.graph.value_info]:
+        dims = value.type.tensor_type.shape.dim
+        if not dims and value.type.tensor_type.elem_type == 0:
+            raise RuntimeError(f"{what}: no inferred type for {value.name}")
+        if any(not d.HasField("dim_value") for d in dims):
+            raise RuntimeError(f"{what}: {value.name} has a dynamic shape")
+    doubles = [t.name for t in model.graph.initializer if t.data_type == TensorProto.DOUBLE]
+    doubles += [v.name for v in inferred.graph.value_info
+                if v.type.tensor_type.elem_type == TensorProto.DOUBLE]
+    if doubles:
+        raise RuntimeError(f"{what}: float64 tensors {doubles[:5]}")
+    foreign = sorted(set(operator_histogram(model)) - MOBILE_OPS)
+    if foreign:
+        raise RuntimeError(f"{what}: operators outside the mobile set: {', '.join(foreign)}")
+
+
+def operator_histogram(model: onnx.ModelProto) -> dict[str, int]:
+    return dict(sorted(Counter(node.op_type for node in model.graph.node).items()))
+
+
+def save(model: onnx.ModelProto, path: Path) -> None:
+    onnx.save_model(model, str(path))
+
+
+def describe(model: onnx.ModelProto) -> dict:
+    return {"opset": next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
+            "ir_version": model.ir_version, "operator_set": "mobile",
+            "nodes": len(model.graph.node)}
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The exporters narrate every step on stdout and warn about internals; keep the CLI readable."""
+    sink = io.StringIO()
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sink):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(previous)

@@ -1,0 +1,77 @@
+"""Numerical parity of an artifact's outputs against PyTorch FP32 eager, and the gate on it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+# Gate thresholds per precision: minimum PSNR (dB) and minimum argmax label agreement (%).
+THRESHOLDS = {"fp32": {"psnr_db": 60.0, "label_agreement": 99.99},
+              "fp16": {"psnr_db": 30.0, "label_agreement": 99.5}}
+PSNR_EXACT = 200.0  # reported when the outputs are bit-identical (the true PSNR is infinite)
+
+
+@dataclass
+class Metrics:
+    """How far an output is from the reference; ``None`` where a metric does not apply."""
+
+    max_abs_err: float | None
+    mean_abs_err: float | None
+    psnr_db: float | None
+    cosine: float | None
+    label_agreement: float | None      # % of pixels whose argmax (or label) equals the reference
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def psnr(ref: np.ndarray, out: np.ndarray) -> float:
+    """Peak signal-to-noise ratio with the reference's peak-to-peak range as the peak."""
+    mse = float(np.mean((ref.astype(np.float64) - out.astype(np.float64)) ** 2))
+    if mse == 0.0:
+        return PSNR_EXACT
+    peak = float(ref.max() - ref.min()) or 1.0
+    return min(PSNR_EXACT, 20 * math.log10(peak) - 10 * math.log10(mse))
+
+
+def compare(ref: np.ndarray, out: np.ndarray, kind: str) -> Metrics:
+    """Compare one output. ``kind``: "logits" (class axis 1), "labels" (integers), "features"."""
+    if ref.shape != out.shape:
+        raise ValueError(f"output shape {out.shape} differs from the reference {ref.shape}")
+    if kind == "labels":
+        return Metrics(None, None, None, None, _agreement(ref, out))
+    ref64, out64 = ref.astype(np.float64), out.astype(np.float64)
+    if not np.all(np.isfinite(out64)):
+        return Metrics(math.inf, math.inf, -math.inf, None, 0.0 if kind == "logits" else None)
+    err = np.abs(ref64 - out64)
+    denom = np.linalg.norm(ref64) * np.linalg.norm(out64)
+    cosine = float(ref64.ravel() @ out64.ravel() / denom) if denom else 1.0
+    agreement = _agreement(ref.argmax(axis=1), out.argmax(axis=1)) if kind == "logits" else None
+    return Metrics(float(err.max()), float(err.mean()), psnr(ref, out), cosine, agreement)
+
+
+def _agreement(ref_labels: np.ndarray, out_labels: np.ndarray) -> float:
+    return 100.0 * float(np.mean(ref_labels == out_labels))
+
+
+def worst(metrics: list[Metrics]) -> Metrics:
+    """The worst value of each metric over several outputs or samples."""
+    def pick(field: str, fn):
+        values = [getattr(m, field) for m in metrics if getattr(m, field) is not None]
+        return fn(values) if values else None
+    return Metrics(pick("max_abs_err", max), pick("mean_abs_err", max), pick("psnr_db", min),
+                   pick("cosine", min), pick("label_agreement", min))
+
+
+def failures(metrics: Metrics, precision: str) -> list[str]:
+    """Why ``metrics`` fail the gate for ``precision`` (empty when they pass)."""
+    limits = THRESHOLDS[precision]
+    found = []
+    if metrics.psnr_db is not None and not metrics.psnr_db >= limits["psnr_db"]:
+        found.append(f"PSNR {metrics.psnr_db:.1f} dB < {limits['psnr_db']:.0f} dB")
+    if metrics.label_agreement is not None and not metrics.label_agreement >= limits["label_agreement"]:
+        found.append(f"label agreement {metrics.label_agreement:.3f} % < "
+                     f"{limits['label_agreement']} %")
+    return found

@@ -1,0 +1,317 @@
+"""``seaformer-deploy export``: model -> folded units -> ONNX / .pte artifacts -> parity -> manifest.
+
+Every artifact is run on its host runtime over the sample images and compared with PyTorch FP32
+eager on the original (unfolded) model. Artifacts are written into a staging folder that only
+replaces the output folder once everything, manifest included, is complete and (unless the gate
+is off) every artifact passed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+from ..models import SegmentationModel, create, get_spec
+from ..models.registry import build_skeleton
+from ..models.checkpoint import sha256_file
+from ..models.complexity import count_params
+from ..models.components import IMAGE
+from . import manifest as mf
+from . import onnx_export, pte_export
+from .fold import fold_batchnorm
+from .parity import THRESHOLDS, Metrics, compare, failures, worst
+from .runtimes import RUNNERS
+from .samples import MEAN, SAMPLE_NAMES, STD, sample_batch
+from .units import OUTPUT_MODES, WHOLE, Unit, build_units, reference_tensors
+from .weights import synthetic_model
+
+FORMATS = ("onnx", "pte")
+PRECISIONS = ("fp32", "fp16")
+REFERENCE = "PyTorch FP32 eager, original model (BatchNorm not folded)"
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    model: str
+    checkpoint: Path | None = None
+    trust_checkpoint: bool = False
+    num_classes: int | None = None
+    input_size: tuple[int, int] | None = None
+    formats: tuple[str, ...] = FORMATS
+    precisions: tuple[str, ...] = PRECISIONS
+    components: bool = True
+    output: str = "logits"
+    out_root: Path = Path("models")
+    parity_gate: bool = True
+    fp32_io: bool = False
+    seed: int = 0
+    samples: int = len(SAMPLE_NAMES)
+    force: bool = False
+
+    def folder(self, size: tuple[int, int]) -> Path:
+        return self.out_root / f"{get_spec(self.model).name}_{size[0]}x{size[1]}_{self.output}"
+
+
+@dataclass
+class ExportResult:
+    folder: Path
+    manifest: dict
+    cached: bool
+    warnings: list[str] = field(default_factory=list)
+
+
+class ParityError(UserError):
+    """An artifact does not match PyTorch: the export fails and hands nothing over."""
+
+    exit_code = 1
+
+    def __init__(self, manifest: dict) -> None:
+        self.manifest = manifest
+        bad = [f"{a['path']}: {'; '.join(a['parity']['failures'])}"
+               for a in manifest["artifacts"] if not a["parity"]["passed"]]
+        bad += [f"{c['format']} {c['precision']} component chain: "
+                f"{'; '.join(c['parity']['failures'])}"
+                for c in manifest["chains"] if not c["parity"]["passed"]]
+        super().__init__("parity gate failed, no artifact was written:\n  " + "\n  ".join(bad)
+                         + "\n(--no-parity-gate writes them anyway, marked as failed)")
+
+
+Progress = Callable[[str, int, int], None]
+
+
+def export(opts: ExportOptions, progress: Progress | None = None) -> ExportResult:
+    """Export ``opts.model`` as configured; reuse the previous export when nothing changed."""
+    _check_options(opts)
+    spec = get_spec(opts.model)
+    probe = build_skeleton(spec.name)
+    size = opts.input_size or probe.default_input_size
+    probe.check_input_size(*size)
+    images = sample_batch(*size, count=opts.samples)
+    folder = opts.folder(size)
+    key = mf.cache_key(_identity(opts, size, images))
+    if not opts.force:
+        cached = mf.load(folder)
+        if cached and cached["cache_key"] == key and mf.artifacts_intact(folder, cached):
+            if opts.parity_gate and not cached["parity_passed"]:
+                raise ParityError(cached)
+            return ExportResult(folder, cached, cached=True)
+    started = time.perf_counter()
+    model, weights = _load(opts, spec.name, images)
+    with mf.StagingDir(folder) as staging:
+        manifest = _export_into(staging.path, model, weights, opts, size, images, key, progress)
+        manifest["export_seconds"] = round(time.perf_counter() - started, 2)
+        mf.validate(manifest)
+        mf.write_json(staging.path / mf.MANIFEST, manifest)
+        if opts.parity_gate and not manifest["parity_passed"]:
+            raise ParityError(manifest)
+        staging.commit()
+    return ExportResult(folder, manifest, cached=False, warnings=delegation_warnings(manifest))
+
+
+def _check_options(opts: ExportOptions) -> None:
+    spec = get_spec(opts.model)
+    if spec.task != "segmentation":
+        raise UserError(f"{spec.name} is a classifier; export takes segmentation models "
+                        f"(e.g. {spec.name.removesuffix('-cls')}).")
+    for values, allowed, flag in ((opts.formats, FORMATS, "--formats"),
+                                  (opts.precisions, PRECISIONS, "--precisions")):
+        bad = [v for v in values if v not in allowed]
+        if bad or not values:
+            raise UserError(f"{flag} takes a comma-separated subset of {', '.join(allowed)}; "
+                            f"got {', '.join(values) or 'nothing'}.")
+    if opts.output not in OUTPUT_MODES:
+        raise UserError(f"--output takes {' or '.join(OUTPUT_MODES)}, got {opts.output!r}.")
+    if not 1 <= opts.samples <= len(SAMPLE_NAMES):
+        raise UserError(f"--samples takes 1..{len(SAMPLE_NAMES)}, got {opts.samples}.")
+
+
+def _identity(opts: ExportOptions, size: tuple[int, int], images: torch.Tensor) -> dict:
+    """Everything the artifacts' bytes and checks depend on: the cache key's input."""
+    weights = (f"checkpoint:{sha256_file(opts.checkpoint)}" if opts.checkpoint is not None
+               else f"synthetic:seed={opts.seed}")
+    return {"model": get_spec(opts.model).name, "weights": weights, "size": list(size),
+            "num_classes": opts.num_classes, "output": opts.output,
+            "formats": sorted(opts.formats), "precisions": sorted(opts.precisions),
+            "components": opts.components, "fp32_io": opts.fp32_io,
+            "samples": mf.sha256_bytes(images.numpy().tobytes()), "tools": mf.tool_versions()}
+
+
+def _load(opts: ExportOptions, name: str, images: torch.Tensor) -> tuple[SegmentationModel, dict]:
+    if opts.checkpoint is not None:
+        model = create(name, opts.num_classes, opts.checkpoint, opts.trust_checkpoint)
+        ckpt = model.checkpoint
+        return model, {"source": "checkpoint", "path": str(ckpt.path), "sha256": ckpt.sha256,
+                       "entry": ckpt.source_key}
+    size = tuple(images.shape[-2:])
+    model = synthetic_model(name, size, seed=opts.seed, num_classes=opts.num_classes)
+    return model, {"source": "synthetic", "seed": opts.seed,
+                   "bn_calibration": "seeded weights; BatchNorm statistics from a train-mode "
+                                     "pass over the sample images and their mirror images; "
+                                     "nearest-prototype classifier (see export/weights.py)"}
+
+
+def _export_into(staging: Path, model: SegmentationModel, weights: dict, opts: ExportOptions,
+                 size: tuple[int, int], images: torch.Tensor, key: str,
+                 progress: Progress | None) -> dict:
+    env = reference_tensors(model, images, opts.output, size)
+    units = build_units(fold_batchnorm(model), opts.output, size, opts.components)
+    jobs = [(u, f, p) for u in units for f in opts.formats for p in opts.precisions]
+    artifacts, fp32_onnx = [], {}
+    for done, (unit, fmt, precision) in enumerate(jobs):
+        if progress:
+            progress(f"{unit.name} {fmt} {precision}", done, len(jobs))
+        artifacts.append(_export_artifact(staging, unit, fmt, precision, env, opts, fp32_onnx))
+    chains = []
+    if opts.components:
+        if progress:
+            progress("component chains", len(jobs), len(jobs))
+        chains = [_chain_parity(staging, artifacts, units, env, f, p, opts)
+                  for f in opts.formats for p in opts.precisions]
+    passed = all(a["parity"]["passed"] for a in artifacts) and all(
+        c["parity"]["passed"] for c in chains)
+    spec = get_spec(opts.model)
+    ckpt = getattr(model, "checkpoint", None)
+    return {
+        "schema": mf.SCHEMA_NAME, "schema_version": mf.SCHEMA_VERSION,
+        "model": {"name": spec.name, "family": spec.family, "variant": spec.variant,
+                  "num_classes": model.num_classes, "params": count_params(model),
+                  "class_names": ckpt.class_names if ckpt else None},
+        "weights": weights,
+        "input": {"name": IMAGE, "size": list(size), "layout": "NCHW", "dtype": "float32",
+                  "normalization": {"color": "RGB", "mean": list(MEAN), "std": list(STD)}},
+        "output": {"mode": opts.output, "name": units[0].output_names[0]},
+        "samples": [{"name": n, "sha256": mf.sha256_bytes(images[i].numpy().tobytes())}
+                    for i, n in enumerate(SAMPLE_NAMES[:len(images)])],
+        "components": [{"name": u.name, "inputs": _tensors(u.input_names, env, u, "float32"),
+                        "outputs": _tensors(u.output_names, env, u, "float32")}
+                       for u in units if u.name != WHOLE],
+        "options": {"formats": list(opts.formats), "precisions": list(opts.precisions),
+                    "components": opts.components, "output": opts.output,
+                    "fp32_io": opts.fp32_io, "parity_gate": opts.parity_gate},
+        "tools": mf.tool_versions(), "cache_key": key,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": mf.command_line(), "artifacts": artifacts, "chains": chains,
+        "parity_passed": passed, "export_seconds": 0.0,
+    }
+
+
+def _io_dtype(precision: str, opts: ExportOptions) -> str:
+    return "float16" if precision == "fp16" and not opts.fp32_io else "float32"
+
+
+def _tensors(names: tuple[str, ...], env: dict, unit: Unit, float_dtype: str) -> list[dict]:
+    out = []
+    for name in names:
+        ref = env[name]
+        kind = "image" if name == IMAGE else unit.output_kind(name)
+        dtype = "int64" if not ref.is_floating_point() else float_dtype
+        out.append({"name": name, "shape": [1, *ref.shape[1:]], "dtype": dtype, "kind": kind})
+    return out
+
+
+def _export_artifact(staging: Path, unit: Unit, fmt: str, precision: str, env: dict,
+                     opts: ExportOptions, fp32_onnx: dict) -> dict:
+    started = time.perf_counter()
+    example = [env[n][:1] for n in unit.input_names]
+    io_dtype = _io_dtype(precision, opts)
+    if fmt == "onnx":
+        if unit.name not in fp32_onnx:
+            fp32_onnx[unit.name] = onnx_export.export_onnx(unit, example)
+        proto = fp32_onnx[unit.name]
+        if precision == "fp16":
+            proto = onnx_export.to_fp16(proto, keep_io_fp32=opts.fp32_io)
+        data = proto.SerializeToString()
+        details = {"onnx": onnx_export.describe(proto),
+                   "operators": onnx_export.operator_histogram(proto)}
+    else:
+        module = unit.module
+        if precision == "fp16":
+            module = pte_export.half_module(unit.module, keep_io_fp32=opts.fp32_io)
+            example = [e.half() if io_dtype == "float16" else e for e in example]
+        data, stats = pte_export.export_pte(module, example)
+        details = {"executorch": {"version": pte_export.executorch_version(), **stats},
+                   "operators": pte_export.operator_histogram(stats)}
+    path = staging / f"{unit.name}.{precision}.{fmt}"
+    path.write_bytes(data)
+    seconds = round(time.perf_counter() - started, 2)
+    return {"path": path.name, "unit": unit.name, "format": fmt, "precision": precision,
+            "sha256": mf.sha256_bytes(data), "bytes": len(data),
+            "inputs": _tensors(unit.input_names, env, unit, io_dtype),
+            "outputs": _tensors(unit.output_names, env, unit, io_dtype),
+            **details, "export_seconds": seconds,
+            "parity": _parity(path, fmt, precision, unit, env, io_dtype)}
+
+
+def _parity(path: Path, fmt: str, precision: str, unit: Unit, env: dict, io_dtype: str) -> dict:
+    """Run every sample through the artifact on its host runtime; compare with the reference."""
+    count = len(env[IMAGE])
+    batches = [[_as(env[n][i:i + 1], io_dtype) for n in unit.input_names] for i in range(count)]
+    results = RUNNERS[fmt](path, batches)
+    outputs = {name: np.concatenate([r[j] for r in results])
+               for j, name in enumerate(unit.output_names)}
+    metrics = {name: compare(env[name].numpy(), got, unit.output_kind(name))
+               for name, got in outputs.items()}
+    return _parity_record(metrics, precision, count)
+
+
+def _parity_record(metrics: dict[str, Metrics], precision: str, count: int) -> dict:
+    summary = worst(list(metrics.values()))
+    fails = failures(summary, precision)
+    return {"reference": REFERENCE, "samples": count,
+            "outputs": {k: m.to_dict() for k, m in metrics.items()},
+            "worst": summary.to_dict(), "thresholds": THRESHOLDS[precision],
+            "passed": not fails, "failures": fails}
+
+
+def _as(tensor: torch.Tensor, dtype: str) -> np.ndarray:
+    array = tensor.numpy()
+    return array.astype(dtype) if array.dtype.kind == "f" else array
+
+
+def _chain_parity(staging: Path, artifacts: list[dict], units: list[Unit], env: dict, fmt: str,
+                  precision: str, opts: ExportOptions) -> dict:
+    """Feed each component artifact the previous ones' outputs; compare the final output."""
+    io_dtype = _io_dtype(precision, opts)
+    count = len(env[IMAGE])
+    produced = {IMAGE: [_as(env[IMAGE][i:i + 1], io_dtype) for i in range(count)]}
+    components = [u for u in units if u.name != WHOLE]
+    for unit in components:
+        art = next(a for a in artifacts if a["unit"] == unit.name and a["format"] == fmt
+                   and a["precision"] == precision)
+        batches = [[produced[n][i] for n in unit.input_names] for i in range(count)]
+        results = RUNNERS[fmt](staging / art["path"], batches)
+        for j, name in enumerate(unit.output_names):
+            produced[name] = [r[j] for r in results]
+    final = components[-1].output_names[0]
+    got = np.concatenate(produced[final])
+    metrics = {final: compare(env[final].numpy(), got, components[-1].output_kind(final))}
+    return {"format": fmt, "precision": precision,
+            "parity": _parity_record(metrics, precision, count)}
+
+
+def delegation_warnings(manifest: dict) -> list[str]:
+    """Compute operators an XNNPACK artifact leaves to ExecuTorch's portable kernels."""
+    found = []
+    for art in manifest["artifacts"]:
+        ops = art.get("executorch", {}).get("non_delegated_ops", {})
+        compute = {op: n for op, n in ops.items() if not _is_data_movement(op)}
+        if compute:
+            listed = ", ".join(f"{op} x{n}" for op, n in compute.items())
+            found.append(f"{art['path']}: outside the XNNPACK delegate: {listed}")
+    return found
+
+
+# Operators that only move, view or convert data; anything else outside the delegate computes.
+_DATA_MOVEMENT = ("copy", "view", "permute", "expand", "getitem", "clone", "squeeze", "cat",
+                  "slice", "select", "alloc")
+
+
+def _is_data_movement(op: str) -> bool:
+    return any(word in op for word in _DATA_MOVEMENT)

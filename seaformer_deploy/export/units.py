@@ -1,0 +1,87 @@
+"""Export units: the whole model and its four components, as graphs with named tensors.
+
+A unit wraps a module whose ``forward`` takes positional tensors and returns a tuple. Output
+modes apply to the whole model and to the head: ``logits`` (1/8 resolution, what the papers time)
+or ``labels`` (bilinear resize to the input size, then argmax: the exact post-processing mmseg
+does, so its cost is explicit and measurable).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..models import SegmentationModel
+from ..models.components import IMAGE, LOGITS, run_chain
+from ..models.layers import resize
+
+OUTPUT_MODES = ("logits", "labels")
+LABELS = "labels"
+WHOLE = "model"
+
+
+def to_labels(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Per-pixel class at the input resolution, as mmseg computes it at inference."""
+    return resize(logits, size).argmax(dim=1)
+
+
+class WithOutputMode(nn.Module):
+    """Runs ``inner`` (which returns a tuple ending in logits) and applies the output mode."""
+
+    def __init__(self, inner: nn.Module, labels_size: tuple[int, int] | None) -> None:
+        super().__init__()
+        self.inner = inner
+        self.labels_size = labels_size
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.inner(*inputs)
+        out = out if isinstance(out, tuple) else (out,)
+        if self.labels_size is None:
+            return out
+        return (*out[:-1], to_labels(out[-1], self.labels_size))
+
+
+@dataclass
+class Unit:
+    """One exportable graph: a module and the names and kinds of its tensors."""
+
+    name: str                       # "model", "stem", "context", "spatial" or "head"
+    module: nn.Module
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+
+    def output_kind(self, name: str) -> str:
+        return {LOGITS: "logits", LABELS: "labels"}.get(name, "features")
+
+
+def build_units(model: SegmentationModel, output: str, size: tuple[int, int],
+                components: bool = True) -> list[Unit]:
+    """The whole model, then (optionally) stem, context, spatial and head, in chain order."""
+    if output not in OUTPUT_MODES:
+        raise ValueError(f"output must be one of {OUTPUT_MODES}")
+    labels_size = size if output == LABELS else None
+    final = LABELS if labels_size else LOGITS
+    units = [Unit(WHOLE, WithOutputMode(model, labels_size).eval(), (IMAGE,), (final,))]
+    if components:
+        comps = model.components()
+        for comp in comps[:-1]:
+            units.append(Unit(comp.name, comp.eval(), comp.input_names, comp.output_names))
+        head = comps[-1]
+        units.append(Unit(head.name, WithOutputMode(head, labels_size).eval(), head.input_names,
+                          (final,)))
+    return units
+
+
+def reference_tensors(model: SegmentationModel, images: torch.Tensor, output: str,
+                      size: tuple[int, int]) -> dict[str, torch.Tensor]:
+    """Every named tensor of the chain for ``images``, computed in FP32 eager PyTorch."""
+    with torch.no_grad():
+        env = run_chain(model.components(), images)
+        full = model(images)
+    if not torch.equal(full, env[LOGITS]):
+        raise RuntimeError("component chain differs from the full forward pass")
+    if output == LABELS:
+        env[LABELS] = to_labels(env[LOGITS], size)
+    return env

@@ -1,0 +1,163 @@
+"""Realistic weights when no checkpoint is given.
+
+A model fresh from ``__init__`` has identity BatchNorm statistics and zero BN weights at the end
+of every attention branch: whole branches output exactly zero, folding changes nothing and parity
+passes trivially. A random classifier is no better: its logits are a tie between many classes at
+every pixel, so any rounding flips labels, unlike a trained segmenter. We build instead:
+
+1. seeded weights, with a random affine transform in every BatchNorm (TopFormer's attention,
+   which applies no 1/sqrt(d) scale, gets its q and k BN weights scaled by d^-1/4 each, as
+   training would have done);
+2. BatchNorm statistics calibrated with a train-mode pass over the sample images and their
+   mirror images, at the export size but at least 256 pixels a side, so that even the 1/64
+   stage sees enough positions for stable statistics;
+3. a nearest-prototype classifier: the rows of ``conv_seg`` for ten classes (about what an
+   ADE20K scene contains) are k-means centroids of the features it receives on those images;
+   the other classes never win;
+4. a short fit of the decode head (60 Adam steps, backbone frozen) to the labels that
+   classifier assigns. Without it the classes are cells of one continuous feature cloud and a
+   large share of pixels sit on a cell boundary, where any rounding flips the label; with it,
+   as in a trained model, most pixels lie well inside their region (median top-1 / top-2 logit
+   margin about 7) and only region boundaries are sensitive to FP16.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..models import SegmentationModel
+from ..models.registry import build
+from .samples import sample_batch
+
+CALIBRATION_MIN_SIDE = 256
+MEDIAN_MARGIN = 3.0                    # of the prototype classifier, before the head fit
+KMEANS_ITERATIONS = 12
+# Classes present in a typical scene (ADE20K images hold about ten); the rest never win.
+ACTIVE_CLASSES = 10
+HEAD_FIT_STEPS = 60
+HEAD_FIT_LR = 3e-3
+
+
+def synthetic_model(name: str, size: tuple[int, int], seed: int = 0, count: int = 4,
+                    num_classes: int | None = None) -> SegmentationModel:
+    """Build ``name`` with seeded, calibrated weights for inputs of ``size``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build(name, num_classes)
+        gen = torch.Generator().manual_seed(seed + 1)
+        with torch.no_grad():
+            for mod in model.modules():
+                if isinstance(mod, nn.BatchNorm2d):
+                    mod.weight.copy_(0.5 + torch.rand(mod.num_features, generator=gen))
+                    mod.bias.copy_(0.25 * torch.randn(mod.num_features, generator=gen))
+            _temper_unscaled_attention(model)
+        images = calibration_images(model, size, count)
+        calibrate_batchnorm(model, images)
+        fit_prototype_classifier(model, images, gen)
+        fit_head(model, images)
+    return model
+
+
+def _temper_unscaled_attention(model: nn.Module) -> None:
+    """TopFormer's attention applies no 1/sqrt(d) scale; trained q and k absorbed it. Emulate that
+    by scaling the q and k BatchNorm weights by d^-1/4 each, or the random logits make softmax
+    saturate in a way no trained checkpoint does."""
+    from ..models.topformer import Attention
+
+    for mod in model.modules():
+        if isinstance(mod, Attention):
+            factor = mod.key_dim ** -0.25
+            mod.to_q.bn.weight.mul_(factor)
+            mod.to_k.bn.weight.mul_(factor)
+
+
+def calibration_images(model: SegmentationModel, size: tuple[int, int], count: int) -> torch.Tensor:
+    multiple = model.contract.multiple
+    h, w = (max(v, -(-CALIBRATION_MIN_SIDE // multiple) * multiple) for v in size)
+    images = sample_batch(h, w, count)
+    return torch.cat([images, images.flip(-1)])
+
+
+def calibrate_batchnorm(model: nn.Module, images: torch.Tensor) -> None:
+    """Set every BN's running statistics to those of ``images`` (cumulative, one pass)."""
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None                      # cumulative average instead of an EMA
+    model.train()
+    with torch.no_grad():
+        model(images)
+    for m, momentum in zip(bns, momenta):
+        m.momentum = momentum
+    model.eval()
+
+
+def fit_prototype_classifier(model: SegmentationModel, images: torch.Tensor,
+                             gen: torch.Generator) -> None:
+    """Turn ``decode_head.conv_seg`` into a confident nearest-centroid classifier.
+
+    ``ACTIVE_CLASSES`` classes get k-means centroids of the features ``conv_seg`` receives; the
+    others get small random rows and a bias that keeps them below every active class, like the
+    classes a scene does not contain.
+    """
+    conv = model.decode_head.conv_seg
+    captured = []
+    handle = conv.register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
+    with torch.no_grad():
+        model(images)
+    handle.remove()
+    feats = captured[0].permute(0, 2, 3, 1).reshape(-1, conv.in_channels)
+    active = min(ACTIVE_CLASSES, conv.out_channels)
+    centroids = _kmeans(feats, active, gen)
+    # Nearest centroid: argmax_k f.c_k - |c_k|^2 / 2. Subtracting the mean centroid from every
+    # row removes the term all classes share (f.mean), keeping logits at a trained model's scale
+    # instead of hundreds, where FP16 spacing would swamp the margins.
+    mean = centroids.mean(0, keepdim=True)
+    weight = centroids - mean
+    bias = -0.5 * ((centroids ** 2).sum(1) - (mean ** 2).sum())
+    logits = feats @ weight.T + bias
+    top2 = logits.topk(2, dim=1).values
+    scale = MEDIAN_MARGIN / (top2[:, 0] - top2[:, 1]).median().clamp_min(1e-6)
+    rows = 0.05 * weight.std() * torch.randn(conv.out_channels, conv.in_channels, generator=gen)
+    biases = torch.full((conv.out_channels,), float((logits.min() - bias.mean()) * scale) - 10)
+    chosen = torch.randperm(conv.out_channels, generator=gen)[:active]
+    rows[chosen] = weight * scale
+    biases[chosen] = (bias - bias.mean()) * scale
+    with torch.no_grad():
+        conv.weight.copy_(rows[:, :, None, None])
+        conv.bias.copy_(biases)
+
+
+def fit_head(model: SegmentationModel, images: torch.Tensor) -> None:
+    """Self-training of ``decode_head`` on its own labels, with the backbone frozen."""
+    head = model.decode_head
+    captured = []
+    handle = head.register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
+    with torch.no_grad():
+        labels = model(images).argmax(1)
+    handle.remove()
+    inputs = [t.detach() for t in captured[0]]
+    optimizer = torch.optim.Adam(head.parameters(), lr=HEAD_FIT_LR)
+    model.eval()                               # BN keeps the calibrated statistics
+    for _ in range(HEAD_FIT_STEPS):
+        optimizer.zero_grad()
+        F.cross_entropy(head(inputs), labels).backward()
+        optimizer.step()
+    for p in head.parameters():
+        p.grad = None
+
+
+def _kmeans(points: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
+    """Plain Lloyd iterations from k distinct random points (more points than k required)."""
+    if len(points) < k:
+        points = points.repeat(-(-k // len(points)), 1)
+    centroids = points[torch.randperm(len(points), generator=gen)[:k]].clone()
+    for _ in range(KMEANS_ITERATIONS):
+        assign = torch.cdist(points, centroids).argmin(1)
+        sums = torch.zeros_like(centroids).index_add_(0, assign, points)
+        counts = torch.bincount(assign, minlength=k).unsqueeze(1)
+        centroids = torch.where(counts > 0, sums / counts.clamp_min(1), centroids)
+    return centroids

@@ -1,0 +1,42 @@
+"""Keep third-party import-time noise out of our output (it says nothing actionable to users)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+
+# torchao warns that optional CUDA kernels are missing; torch's pytree warns about torchao's use
+# of a deprecated registration. Both fire on importing ExecuTorch on every CPU-only machine.
+_NOISY_LOGGERS = ("torchao", "torch.utils._pytree", "executorch", "onnxscript", "onnx_ir")
+
+
+def quiet_third_party_logs() -> None:
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def native_stderr_captured() -> Iterator[None]:
+    """Capture what native code writes to file descriptor 2; replay it only if we fail.
+
+    ExecuTorch's runtime logs CPU-detection probes (``[cpuinfo_utils.cpp:...]``) straight to
+    fd 2 on first use, which Python-level redirection cannot catch.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            sink.seek(0)
+            sys.stderr.write(sink.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
