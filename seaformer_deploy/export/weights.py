@@ -14,8 +14,8 @@ every pixel, so any rounding flips labels, unlike a trained segmenter. We build 
 3. a nearest-prototype classifier: the rows of ``conv_seg`` for ten classes (about what an
    ADE20K scene contains) are k-means centroids of the features it receives on those images;
    the other classes never win;
-4. a short fit of the decode head (60 Adam steps, backbone frozen) to the labels that
-   classifier assigns. Without it the classes are cells of one continuous feature cloud and a
+4. a short fit of the spatial and head components (60 Adam steps, stem and context frozen) to
+   the labels that classifier assigns. Without it the classes are cells of one continuous feature cloud and a
    large share of pixels sit on a cell boundary, where any rounding flips the label; with it,
    as in a trained model, most pixels lie well inside their region (median top-1 / top-2 logit
    margin about 7) and only region boundaries are sensitive to FP16.
@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models import SegmentationModel
+from ..models.components import run_chain
 from ..models.registry import build
 from .samples import sample_batch
 
@@ -132,21 +133,20 @@ def fit_prototype_classifier(model: SegmentationModel, images: torch.Tensor,
 
 
 def fit_head(model: SegmentationModel, images: torch.Tensor) -> None:
-    """Self-training of ``decode_head`` on its own labels, with the backbone frozen."""
-    head = model.decode_head
-    captured = []
-    handle = head.register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
+    """Self-training of the spatial and head components on their own labels (rest frozen)."""
+    stem, context, spatial, head = model.components()
     with torch.no_grad():
+        env = run_chain([stem, context], images)
         labels = model(images).argmax(1)
-    handle.remove()
-    inputs = [t.detach() for t in captured[0]]
-    optimizer = torch.optim.Adam(head.parameters(), lr=HEAD_FIT_LR)
+    inputs = [env[name] for name in spatial.input_names]
+    params = [*spatial.parameters(), *head.parameters()]
+    optimizer = torch.optim.Adam(params, lr=HEAD_FIT_LR)
     model.eval()                               # BN keeps the calibrated statistics
     for _ in range(HEAD_FIT_STEPS):
         optimizer.zero_grad()
-        F.cross_entropy(head(inputs), labels).backward()
+        F.cross_entropy(head(*spatial(*inputs))[0], labels).backward()
         optimizer.step()
-    for p in head.parameters():
+    for p in params:
         p.grad = None
 
 

@@ -68,8 +68,13 @@ class AdaptiveSeaAttention(SeaAttention):
 
     def squeeze_weights(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.squeeze_mask(x)
-        rows = logits[:, :self.num_heads].softmax(dim=-1)     # weights along W, per row
-        cols = logits[:, self.num_heads:].softmax(dim=-2)     # weights along H, per column
+        b, _, h, w = logits.shape
+        n = self.num_heads
+        # Softmax over 3-D views: ExecuTorch 1.5.1's XNNPACK delegate computes a softmax on a
+        # 4-D conv output over the wrong axis (it runs in NHWC), which the parity gate caught.
+        rows = logits[:, :n].reshape(b, n * h, w).softmax(dim=-1).reshape(b, n, h, w)
+        cols = logits[:, n:].transpose(-1, -2).reshape(b, n * w, h).softmax(dim=-1)
+        cols = cols.reshape(b, n, w, h).transpose(-1, -2)
         return rows.unsqueeze(2), cols.unsqueeze(2)           # (B, heads, 1, H, W)
 
     def squeeze(self, t: torch.Tensor, weights: object) -> tuple[torch.Tensor, torch.Tensor]:
