@@ -102,7 +102,7 @@ def describe(model: onnx.ModelProto) -> dict:
 
 @contextlib.contextmanager
 def _quiet():
-    """The exporters narrate every step on stdout and warn about internals; keep the CLI readable."""
+    """The exporters narrate each step on stdout and warn about internals; keep the CLI readable."""
     sink = io.StringIO()
     previous = logging.root.manager.disable
     logging.disable(logging.WARNING)

@@ -71,7 +71,7 @@ def failures(metrics: Metrics, precision: str) -> list[str]:
     found = []
     if metrics.psnr_db is not None and not metrics.psnr_db >= limits["psnr_db"]:
         found.append(f"PSNR {metrics.psnr_db:.1f} dB < {limits['psnr_db']:.0f} dB")
-    if metrics.label_agreement is not None and not metrics.label_agreement >= limits["label_agreement"]:
-        found.append(f"label agreement {metrics.label_agreement:.3f} % < "
-                     f"{limits['label_agreement']} %")
+    agreement = metrics.label_agreement
+    if agreement is not None and not agreement >= limits["label_agreement"]:
+        found.append(f"label agreement {agreement:.3f} % < {limits['label_agreement']} %")
     return found

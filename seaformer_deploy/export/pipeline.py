@@ -1,4 +1,4 @@
-"""``seaformer-deploy export``: model -> folded units -> ONNX / .pte artifacts -> parity -> manifest.
+"""``seaformer-deploy export``: model -> folded units -> ONNX / .pte -> parity -> manifest.
 
 Every artifact is run on its host runtime over the sample images and compared with PyTorch FP32
 eager on the original (unfolded) model. Artifacts are written into a staging folder that only

@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 from .onnx_export import _quiet
-from .units import Unit
 
 # Rows of ExecuTorch's delegation table that are bookkeeping, not operators.
 _NOT_OPERATORS = {"getitem", "Total"}

@@ -164,7 +164,8 @@ def _drop_training_only(ckpt: Checkpoint) -> None:
     for k in dropped:
         del ckpt.state_dict[k]
     if dropped:
-        ckpt.notes.append(f"ignored {len(dropped)} training-only keys ({', '.join(IGNORED_PREFIXES)})")
+        prefixes = ", ".join(IGNORED_PREFIXES)
+        ckpt.notes.append(f"ignored {len(dropped)} training-only keys ({prefixes})")
 
 
 @dataclass

@@ -60,7 +60,8 @@ def check_chain(components: Sequence[Component]) -> None:
     for comp in components:
         for name in comp.input_names:
             if name not in produced:
-                raise ValueError(f"{comp.name} consumes {name!r} which no earlier component produces")
+                raise ValueError(f"{comp.name} consumes {name!r}, which no earlier component "
+                                 f"produces")
         produced.update(comp.output_names)
     if components[-1].output_names != (LOGITS,):
         raise ValueError("the head must produce exactly one tensor named 'logits'")

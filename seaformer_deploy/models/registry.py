@@ -55,8 +55,10 @@ _SEA_PP_PAPER = {
     "T": PaperFigures(1.8, 0.6, 41, 23, 36.8), "S": PaperFigures(4.1, 1.1, 68, 37, 39.7),
     "B": PaperFigures(8.7, 1.8, 107, 56, 41.4), "L": PaperFigures(14.1, 6.5, 369, 187, 43.8)}
 _SEA_PP_CLS_PAPER = {
-    "T": PaperFigures(1.9, latency_ms=7, top1=69.8), "S": PaperFigures(4.2, latency_ms=12, top1=74.5),
-    "B": PaperFigures(8.8, latency_ms=20, top1=77.0), "L": PaperFigures(14.1, latency_ms=61, top1=80.6)}
+    "T": PaperFigures(1.9, latency_ms=7, top1=69.8),
+    "S": PaperFigures(4.2, latency_ms=12, top1=74.5),
+    "B": PaperFigures(8.8, latency_ms=20, top1=77.0),
+    "L": PaperFigures(14.1, latency_ms=61, top1=80.6)}
 _KD_PAPER = {"T": PaperFigures(2.3, 0.3, 22)}
 _TOP_PAPER = {
     "T": PaperFigures(1.4, 0.6, 43, 23, 34.6), "S": PaperFigures(3.1, 1.2, 74, 41, 37.0),

@@ -7,7 +7,7 @@ of inverted residuals ``smb1..smb5`` and SeaFormer layers ``trans1..`` after the
 
 Components (paper Fig. 2 / Fig. 10):
   stem     image -> shared           stem conv, smb1, smb2 (1/8 feature)
-  context  shared -> context1..N     smb3..smb5 with their SeaFormer layers (1/32, 1/64; L: 1/16 too)
+  context  shared -> context1..N     smb3..smb5 with their SeaFormer layers (1/32, 1/64; L: +1/16)
   spatial  shared, context1..N -> fused   the fusion blocks
   head     fused -> logits           linear_fuse + conv_seg (logits at 1/8)
 """

@@ -24,9 +24,10 @@ Adaptive expand (``expand_mask``)
     not a per-head mask (+0.005M).
 
 Resulting parameter counts (150 classes) against the paper's: T 1.77M (1.8M), S 4.26M (4.1M),
-B 9.23M (8.7M), L 14.76M (14.1M); T++ classifier 1.88M (1.9M). The paper's "+0.1M" for every variant cannot come from one
-per-layer design (S, B and L have more and wider layers than T); we match T, the variant whose
-costs the paper states, and document the rest. ``tests/models/test_seaformer_pp.py`` pins these numbers.
+B 9.23M (8.7M), L 14.76M (14.1M); T++ classifier 1.88M (1.9M). The paper's "+0.1M" for every
+variant cannot come from one per-layer design (S, B and L have more and wider layers than T); we
+match T, the variant whose costs the paper states, and document the rest.
+``tests/models/test_seaformer_pp.py`` pins these numbers.
 
 KD student (§3.3-3.4)
   * The input is halved by 2x2 average pooling and runs through the SeaFormer++ backbone.
@@ -46,7 +47,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from .base import InputContract, SegmentationModel
-from .components import IMAGE, LOGITS, Component
+from .components import IMAGE, Component
 from .layers import Conv2d_BN, InvertedResidual, resize
 from .seaformer import (LightHead, LightHeadClassifier, SeaAttention, SeaFormerBackbone,
                         SeaFormerConfig)
@@ -159,7 +160,8 @@ class SeaFormerKDStudent(SegmentationModel):
         self.backbone = SeaFormerBackbone(cfg, AdaptiveSeaAttention)
         n = self.backbone.num_stacks
         # Pyramid levels the head consumes: the 1/8 shared feature and every SeaFormer stage.
-        self.head_levels = [1] + [i for i in range(2, n) if self.backbone.trans_after(i) is not None]
+        self.head_levels = [1] + [i for i in range(2, n)
+                                  if self.backbone.trans_after(i) is not None]
         widths = [getattr(self.backbone, f"smb{i + 1}").out_channels for i in range(n)]
         self.upsample = nn.ModuleList(UpsampleModule(widths[i - 1], widths[i])
                                       for i in self.head_levels)

@@ -5,11 +5,14 @@ Architecture facts come from ``shared/spec/topformer.md``. ``backbone`` holds th
 is a weightless identity); ``decode_head`` is the simple head.
 
 Component mapping (ours; the TopFormer paper does not define one):
-  stem     image -> pyramid1, pyramid2                 stem conv + pyramid rows up to the 1/8 output
+  stem     image -> pyramid1, pyramid2
+           stem conv and the pyramid rows up to the 1/8 output
   context  pyramid1, pyramid2 -> pyramid3, pyramid4, semantics
-                                                      remaining rows, pyramid pooling, transformer
-  spatial  pyramid2..4, semantics -> injected1..3      the three semantics-injection modules
-  head     injected1..3 -> logits                      simple head (resize + sum, linear_fuse, conv_seg)
+           the remaining rows, pyramid pooling, the transformer
+  spatial  pyramid2..4, semantics -> injected1..3
+           the three semantics-injection modules
+  head     injected1..3 -> logits
+           simple head (resize, sum, linear_fuse, conv_seg)
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ TOPFORMER_CONFIGS: dict[str, TopFormerConfig] = {
 
 
 class TokenPyramidModule(nn.Module):
-    """Stem conv and inverted-residual rows ``layer1..``; the rows at ``out_indices`` are outputs."""
+    """Stem conv and inverted-residual rows ``layer1..``; rows at ``out_indices`` are outputs."""
 
     def __init__(self, cfgs: tuple[tuple[int, int, int, int], ...], out_indices: tuple[int, ...],
                  inp_channel: int = 16) -> None:

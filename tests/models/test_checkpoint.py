@@ -79,7 +79,8 @@ def test_dataparallel_prefixes_are_stripped(tmp_path, weights):
 def test_bare_and_model_key_dicts(tmp_path, weights):
     torch.save(weights, tmp_path / "bare.pth")
     torch.save({"model": weights}, tmp_path / "model.pth")
-    assert create("seaformer-t", checkpoint=tmp_path / "bare.pth").checkpoint.source_key == "<bare dict>"
+    bare = create("seaformer-t", checkpoint=tmp_path / "bare.pth")
+    assert bare.checkpoint.source_key == "<bare dict>"
     assert create("seaformer-t", checkpoint=tmp_path / "model.pth").checkpoint.source_key == "model"
 
 
