@@ -184,6 +184,105 @@ def export_cmd(
                   f"[bold]{result.folder}[/] ({state})", highlight=False)
 
 
+@app.command("bench")
+@user_errors
+def bench_cmd(
+    device: Annotated[Optional[str], typer.Option(
+        help="Where to run: local (default, this machine) or a phone's adb serial.")] = None,
+    variant: VariantOpt = None, model: ModelOpt = None,
+    artifacts: Annotated[Optional[Path], typer.Option(
+        help="An export folder; default: export --variant/--model first (cached).")] = None,
+    checkpoint: CheckpointOpt = None, input_size: SizeOpt = None,
+    formats: Annotated[str, typer.Option(help="Comma-separated: pte, onnx.")] = "pte,onnx",
+    precisions: Annotated[str, typer.Option(help="Comma-separated: fp32, fp16.")] = "fp32,fp16",
+    core: Annotated[Optional[int], typer.Option(help="CPU to pin (default: the fastest).")
+                    ] = None,
+    warmup: Annotated[int, typer.Option(help="Minimum warm-up iterations per artifact.")] = 10,
+    warmup_seconds: Annotated[float, typer.Option(help="Minimum warm-up seconds.")] = 0.5,
+    iterations: Annotated[int, typer.Option(help="Minimum timed iterations per artifact.")] = 50,
+    min_seconds: Annotated[float, typer.Option(help="Minimum timed seconds per artifact.")
+                           ] = 2.0,
+    rounds: Annotated[int, typer.Option(help="Interleaved rounds per artifact.")] = 6,
+    blocks: Annotated[int, typer.Option(help="Blocks alternating between runners.")] = 2,
+    cooldown: Annotated[float, typer.Option(help="Seconds of pause between artifact blocks.")
+                        ] = 0.0,
+    cv_limit: Annotated[float, typer.Option(help="CV above which a result is unstable.")
+                        ] = 0.05,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Reports root folder.")
+                   ] = Path("reports"),
+    models_dir: Annotated[Path, typer.Option(help="Where exports live.")] = Path("models"),
+) -> None:
+    """Measure the whole model and its components on one pinned core; write a report."""
+    from .bench.run import BenchOptions, bench
+    from .export.pipeline import ExportOptions, export
+    from .models import resolve_name
+    from .reports import build_report, write_report
+    from .reports.show import render
+    from .runners.plan import Protocol
+
+    if artifacts is None:
+        name = resolve_name(variant, model)
+        result = _run_with_progress(lambda p: export(ExportOptions(
+            model=name, checkpoint=checkpoint, input_size=parse_size(input_size),
+            out_root=models_dir), p), "exporting")
+        artifacts = result.folder
+        console.print(f"artifacts: {artifacts}" + (" (cached)" if result.cached else ""),
+                      highlight=False)
+    protocol = Protocol(warmup_iterations=warmup, warmup_seconds=warmup_seconds,
+                        iterations=iterations, min_seconds=min_seconds, rounds=rounds,
+                        cooldown_seconds=cooldown)
+    opts = BenchOptions(artifacts=artifacts, device=device, formats=_csv(formats),
+                        precisions=_csv(precisions), core=core, protocol=protocol,
+                        blocks=blocks, cv_limit=cv_limit)
+    run = _run_with_progress(lambda p: bench(opts, p), "benchmarking")
+    report = build_report(run)
+    folder = write_report(report, out)
+    render(report, console)
+    console.print(f"report: [bold]{folder}[/]", highlight=False)
+    if run.status == "interrupted":
+        raise typer.Exit(130)
+    if any(a["parity"] is not None and not a["parity"]["passed"] for a in report["artifacts"]):
+        raise typer.Exit(1)
+
+
+report_app = typer.Typer(help="Benchmark reports.", no_args_is_help=True)
+app.add_typer(report_app, name="report")
+
+
+@report_app.command("show")
+@user_errors
+def report_show_cmd(folder: Annotated[Path, typer.Argument(help="A report folder.")]) -> None:
+    """Render a report in the terminal."""
+    from .reports import load_report
+    from .reports.show import render
+
+    render(load_report(folder), console)
+
+
+runner_app = typer.Typer(help="The native benchmark runner.", no_args_is_help=True)
+app.add_typer(runner_app, name="runner")
+
+
+@runner_app.command("build")
+@user_errors
+def runner_build_cmd(
+    target: Annotated[str, typer.Option(help="host, linux-arm64 or android-arm64.")] = "host",
+    ndk: Annotated[Optional[Path], typer.Option(help="Android NDK (android-arm64).")] = None,
+    executorch_prefix: Annotated[Optional[Path], typer.Option(
+        help="ExecuTorch install prefix for the target (android-arm64; optional otherwise).")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Rebuild even if cached.")] = False,
+) -> None:
+    """Build (or find in the cache) the native ExecuTorch runner for a target."""
+    from .runners.native import build_runner
+
+    build = build_runner(target, ndk, executorch_prefix, force)
+    console.print(f"{build.target} runner (ExecuTorch {build.executorch_version}): "
+                  f"[bold]{build.binary}[/]", highlight=False)
+    for lib in build.libraries:
+        console.print(f"  needs {lib}", highlight=False)
+
+
 def _run_with_progress(job: Callable, label: str) -> object:
     from .quiet import quiet_third_party_logs
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn

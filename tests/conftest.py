@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from helpers import SPEC_DIR
+from helpers import SMALL, SPEC_DIR
 
 
 @pytest.fixture(scope="session")
@@ -17,3 +17,15 @@ def seg_spec() -> dict:
 @pytest.fixture(scope="session")
 def top_cls_spec() -> dict:
     return json.loads((SPEC_DIR / "topformer_and_cls_checkpoint_keys.json").read_text())
+
+
+
+@pytest.fixture(scope="session")
+def small_export(tmp_path_factory):
+    """SeaFormer-T at 256x256 (the smallest size at which the synthetic weights give FP16 label
+    agreement a meaningful margin): every format, precision and component. Exporting through
+    ExecuTorch is slow, so every test that needs artifacts shares this one."""
+    from seaformer_deploy.export.pipeline import ExportOptions, export
+
+    out = tmp_path_factory.mktemp("models")
+    return export(ExportOptions(model="seaformer-t", input_size=SMALL, out_root=out))

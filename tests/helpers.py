@@ -10,6 +10,8 @@ from torch import nn
 # The contract files of ``../shared/spec``, vendored so a clean clone can test against them.
 SPEC_DIR = Path(__file__).resolve().parent / "data" / "spec"
 SHARED_SPEC_DIR = Path(__file__).resolve().parents[2] / "shared" / "spec"
+# Input size of the shared export fixture (see conftest.small_export).
+SMALL = (256, 256)
 
 
 def randomize(model: nn.Module, seed: int = 0) -> nn.Module:

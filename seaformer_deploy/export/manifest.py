@@ -98,10 +98,10 @@ def write_json(path: Path, payload: dict) -> None:
 
 
 def artifacts_intact(folder: Path, manifest: dict) -> bool:
-    """Every artifact listed is present with the recorded hash."""
-    for art in manifest["artifacts"]:
-        path = folder / art["path"]
-        if not path.is_file() or sha256_path(path) != art["sha256"]:
+    """Every artifact and tensor file listed is present with the recorded hash."""
+    for entry in [*manifest["artifacts"], *manifest["tensors"]]:
+        path = folder / entry["path"]
+        if not path.is_file() or sha256_path(path) != entry["sha256"]:
             return False
     return True
 

@@ -35,6 +35,7 @@ from .weights import synthetic_model
 FORMATS = ("onnx", "pte")
 PRECISIONS = ("fp32", "fp16")
 REFERENCE = "PyTorch FP32 eager, original model (BatchNorm not folded)"
+TENSORS = "tensors"
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,7 @@ def _export_into(staging: Path, model: SegmentationModel, weights: dict, opts: E
                  size: tuple[int, int], images: torch.Tensor, key: str,
                  progress: Progress | None) -> dict:
     env = reference_tensors(model, images, opts.output, size)
+    tensors = _write_tensors(staging, env, opts)
     units = build_units(fold_batchnorm(model), opts.output, size, opts.components)
     jobs = [(u, f, p) for u in units for f in opts.formats for p in opts.precisions]
     artifacts, fp32_onnx = [], {}
@@ -197,9 +199,33 @@ def _export_into(staging: Path, model: SegmentationModel, weights: dict, opts: E
                     "fp32_io": opts.fp32_io, "parity_gate": opts.parity_gate},
         "tools": mf.tool_versions(), "cache_key": key,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": mf.command_line(), "artifacts": artifacts, "chains": chains,
+        "command": mf.command_line(), "tensors": tensors, "artifacts": artifacts,
+        "chains": chains,
         "parity_passed": passed, "export_seconds": 0.0,
     }
+
+
+def _write_tensors(staging: Path, env: dict, opts: ExportOptions) -> list[dict]:
+    """Every named tensor of the first sample, as raw little-endian files under ``tensors/``.
+
+    They are the device-side inputs of each artifact (the image, or the true intermediate
+    tensors for components) and the references its outputs are checked against on the device.
+    """
+    folder = staging / TENSORS
+    folder.mkdir()
+    fp16_io = "fp16" in opts.precisions and not opts.fp32_io
+    dtypes = {"float32", "float16"} if fp16_io else {"float32"}
+    records = []
+    for name, tensor in env.items():
+        array = tensor[:1].numpy()
+        for dtype in sorted(dtypes) if array.dtype.kind == "f" else [str(array.dtype)]:
+            data = np.ascontiguousarray(array.astype(np.dtype(dtype).newbyteorder("<")))
+            path = folder / f"{name}.{dtype}.bin"
+            path.write_bytes(data.tobytes())
+            records.append({"name": name, "dtype": dtype, "shape": list(array.shape),
+                            "path": f"{TENSORS}/{path.name}",
+                            "sha256": mf.sha256_bytes(data.tobytes())})
+    return records
 
 
 def _io_dtype(precision: str, opts: ExportOptions) -> str:

@@ -20,7 +20,7 @@ from seaformer_deploy.export.samples import sample_batch
 from seaformer_deploy.export.weights import synthetic_model
 from seaformer_deploy.models.layers import Conv2d_BN
 
-SMALL = (256, 256)
+from helpers import SMALL
 UNITS = ("model", "stem", "context", "spatial", "head")
 
 

@@ -1,0 +1,139 @@
+"""A bench run as a report: raw samples, statistics, component breakdown, parity, provenance."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from datetime import datetime, timezone
+
+import numpy as np
+
+from ..bench.run import BenchRun, device_parity
+from ..bench.stats import summarize
+from ..export import manifest as mf
+
+SCHEMA_NAME = "seaformer-deploy/bench-report"
+SCHEMA_VERSION = 1
+COMPONENTS = ("stem", "context", "spatial", "head")
+# SeaFormer++ paper, Fig. 10: SeaFormer-T latency shares on one Snapdragon 865 core.
+PAPER_FIG10 = {"model": "seaformer-t",
+               "shares": {"stem": 0.49, "context": 0.34, "spatial": 0.08, "head": 0.08},
+               "source": "SeaFormer++ (IJCV 2025), Fig. 10: one Snapdragon 865 core"}
+
+
+def build_report(run: BenchRun) -> dict:
+    artifacts = [_artifact(run, m) for m in run.measurements if m.runs]
+    manifest = run.manifest
+    return {
+        "schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION, "status": run.status,
+        "created": datetime.fromtimestamp(run.finished or run.started, timezone.utc)
+        .isoformat(timespec="seconds"),
+        "wall_seconds": round((run.finished or run.started) - run.started, 2),
+        "command": mf.command_line(), "tools": mf.tool_versions(),
+        "device": {**run.info.to_dict(), "core": {"index": run.choice.core,
+                                                   "reason": run.choice.reason},
+                   "fingerprint": fingerprint(run)},
+        "protocol": {**_protocol(run), "blocks": run.options.blocks,
+                     "cv_limit": run.options.cv_limit},
+        "runners": {fmt: r.identity for fmt, r in run.runners.items()},
+        "export": {"folder": str(run.folder), "model": manifest["model"],
+                   "input": manifest["input"], "output": manifest["output"],
+                   "weights": manifest["weights"], "samples": manifest["samples"][:1],
+                   "cache_key": manifest["cache_key"],
+                   "manifest_sha256": mf.sha256_path(run.folder / mf.MANIFEST),
+                   "export_tools": manifest["tools"]},
+        "blocks": run.blocks, "artifacts": artifacts,
+        "components": component_breakdown(artifacts),
+        "paper": PAPER_FIG10 if manifest["model"]["name"] == PAPER_FIG10["model"] else None,
+        "events": run.events, "warnings": _warnings(run, artifacts),
+    }
+
+
+def _protocol(run: BenchRun) -> dict:
+    p = run.protocol
+    return {"core": p.core, "threads": p.threads, "warmup_iterations": p.warmup_iterations,
+            "warmup_seconds": p.warmup_seconds, "iterations": p.iterations,
+            "min_seconds": p.min_seconds, "rounds": p.rounds,
+            "cooldown_seconds": p.cooldown_seconds}
+
+
+def _artifact(run: BenchRun, m) -> dict:
+    art = m.artifact
+    samples = np.concatenate([r.samples_ms for r in m.runs])
+    cpus = np.concatenate([r.cpus for r in m.runs])
+    entry = {
+        "path": art["path"], "unit": art["unit"], "format": art["format"],
+        "precision": art["precision"], "sha256": art["sha256"], "bytes": art["bytes"],
+        "samples_ms": [round(float(v), 6) for v in samples],
+        "cpus": [int(c) for c in cpus],
+        "blocks": [b for b, r in enumerate(m.runs) for _ in range(len(r.samples_ms))],
+        "rounds": [int(v) for r in m.runs for v in r.rounds],
+        "cpu_ok": bool(np.all(cpus == run.choice.core)),
+        "load_ms": [round(r.load_ms, 3) for r in m.runs],
+        "warmup_iterations": [r.warmup_iterations for r in m.runs],
+        "rss_after_load_kb": max(r.rss_after_load_kb for r in m.runs),
+        "stats": summarize(samples, run.options.cv_limit).to_dict(),
+        "parity": (device_parity(art, m.outputs, run.folder) if m.outputs is not None
+                   else None),
+    }
+    return entry
+
+
+def component_breakdown(artifacts: list[dict]) -> list[dict]:
+    """Per format and precision: each component's median, its share, and sum / whole."""
+    rows = []
+    groups = sorted({(a["format"], a["precision"]) for a in artifacts})
+    for fmt, precision in groups:
+        units = {a["unit"]: a for a in artifacts
+                 if a["format"] == fmt and a["precision"] == precision}
+        if not all(c in units for c in COMPONENTS):
+            continue
+        medians = {c: units[c]["stats"]["median"] for c in COMPONENTS}
+        total = sum(medians.values())
+        whole = units["model"]["stats"]["median"] if "model" in units else None
+        rows.append({
+            "format": fmt, "precision": precision, "whole_median_ms": whole,
+            "sum_median_ms": total,
+            "sum_over_whole": total / whole if whole else None,
+            "components": {c: {"median_ms": medians[c], "share": medians[c] / total}
+                           for c in COMPONENTS}})
+    return rows
+
+
+def fingerprint(run: BenchRun) -> dict:
+    """What must match for two reports' latencies to be comparable."""
+    topo = run.info.topology
+    core = topo.core(run.choice.core)
+    state = run.blocks[0]["state_before"] if run.blocks else {}
+    fields = {
+        "kind": run.info.kind, "cpu_model": topo.cpu_model,
+        "device_model": run.info.properties.get("model") or platform.node(),
+        "os": run.info.properties.get("os_build") or run.info.properties.get("os"),
+        "core": run.choice.core, "core_type": core.core_type if core else None,
+        "core_max_khz": core.max_khz if core else None,
+        "governor": (state.get("governors") or {}).get(str(run.choice.core)),
+        "runtimes": {f: r.identity.get("runtime_version") for f, r in run.runners.items()},
+    }
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+    return {"fields": fields, "digest": digest}
+
+
+def _warnings(run: BenchRun, artifacts: list[dict]) -> list[str]:
+    found = []
+    for a in artifacts:
+        if not a["cpu_ok"]:
+            others = sorted(set(a["cpus"]) - {run.choice.core})
+            found.append(f"{a['path']}: iterations ran on CPU {others}, not only on "
+                         f"{run.choice.core}")
+        if a["stats"]["unstable"]:
+            found.append(f"{a['path']}: unstable (CV {100 * a['stats']['cv']:.1f} % > "
+                         f"{100 * run.options.cv_limit:.0f} %)")
+        if a["parity"] is not None and not a["parity"]["passed"]:
+            found.append(f"{a['path']}: on-device parity failed: "
+                         f"{'; '.join(a['parity']['failures'])}")
+    for block in run.blocks:
+        if not block["pinned"] and run.choice.core >= 0:
+            found.append(f"block {block['index']}: the runner could not pin itself "
+                         f"({block['pin_error']})")
+    return found

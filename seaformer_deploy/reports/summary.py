@@ -1,0 +1,80 @@
+"""The Markdown summary of a report (``summary.md``)."""
+
+from __future__ import annotations
+
+from .build import COMPONENTS
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def latency_rows(report: dict) -> list[list[str]]:
+    rows = []
+    for a in report["artifacts"]:
+        s = a["stats"]
+        parity = a["parity"]
+        verdict = "-" if parity is None else ("pass" if parity["passed"] else "FAIL")
+        psnr = parity["worst"]["psnr_db"] if parity else None
+        lo, hi = s["median_ci95"]
+        rows.append([a["path"], _ms(s["median"]), f"{lo:.3g}-{hi:.3g}", _ms(s["trimmed_mean"]),
+                     _ms(s["p90"]), _ms(s["p99"]),
+                     f"{100 * s['cv']:.1f}%" + ("!" if s["unstable"] else ""), str(s["n"]),
+                     "yes" if a["cpu_ok"] else "NO",
+                     f"{verdict}" + (f" {psnr:.0f}dB" if psnr is not None else "")])
+    return rows
+
+
+def component_rows(report: dict) -> list[list[str]]:
+    rows = []
+    for c in report["components"]:
+        parts = [f"{_ms(c['components'][k]['median_ms'])} ({100 * c['components'][k]['share']:.0f}%)"
+                 for k in COMPONENTS]
+        ratio = f"{c['sum_over_whole']:.3f}" if c["sum_over_whole"] else "-"
+        rows.append([f"{c['format']} {c['precision']}", *parts, _ms(c["sum_median_ms"]),
+                     _ms(c["whole_median_ms"]), ratio])
+    if report["paper"]:
+        shares = report["paper"]["shares"]
+        rows.append(["paper Fig. 10", *[f"({100 * shares[k]:.0f}%)" for k in COMPONENTS],
+                     "", "", ""])
+    return rows
+
+
+def markdown(report: dict) -> str:
+    exp = report["export"]
+    dev = report["device"]
+    proto = report["protocol"]
+    size = "x".join(map(str, exp["input"]["size"]))
+    lines = [f"# {exp['model']['name']} {size} ({exp['output']['mode']}) on {dev['name']}", "",
+             f"- status: **{report['status']}**, {report['created']}, "
+             f"{report['wall_seconds']:.0f} s",
+             f"- device: {dev['kind']} via {dev['transport']}; CPU "
+             f"{dev['topology']['cpu_model']}; {dev['topology']['kernel']}",
+             f"- core: **cpu{dev['core']['index']}** ({dev['core']['reason']}); "
+             f"fingerprint `{dev['fingerprint']['digest']}`",
+             f"- protocol: {proto['threads']} thread, warm-up >= {proto['warmup_iterations']} "
+             f"iterations and {proto['warmup_seconds']} s, timed >= {proto['iterations']} "
+             f"iterations and {proto['min_seconds']} s per artifact, {proto['rounds']} "
+             f"interleaved rounds in {proto['blocks']} blocks",
+             f"- weights: {exp['weights']['source']}; export cache key "
+             f"`{exp['cache_key'][:16]}`", "",
+             "## Latency (ms)", ""]
+    lines += _table(["artifact", "median", "95% CI", "trimmed mean", "p90", "p99", "CV",
+                     "n", "on core", "on-device parity"], latency_rows(report))
+    lines += ["", "CV marked ! is above the report's limit (unstable); 'on core': every "
+                  "iteration ran on the pinned CPU."]
+    if report["components"]:
+        lines += ["", "## Components (median ms, share of their sum)", ""]
+        lines += _table(["", *COMPONENTS, "sum", "whole model", "sum / whole"],
+                        component_rows(report))
+    lines += ["", "## Tools", ""]
+    lines += [f"- {k}: {v}" for k, v in sorted(report["tools"].items())]
+    if report["warnings"] or report["events"]:
+        lines += ["", "## Warnings and events", ""]
+        lines += [f"- {w}" for w in report["events"] + report["warnings"]]
+    return "\n".join(lines) + "\n"

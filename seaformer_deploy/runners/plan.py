@@ -1,0 +1,105 @@
+"""The contract every runner follows: a plan file in, a result JSON out.
+
+Both runners (the native ExecuTorch one, ``native/runner.cpp``, and the ONNX Runtime one,
+``onnx_runner.py``) take ``PLAN_FILE RESULT_JSON``. The plan is line-based so that C++ can read it
+without a JSON library; the result is JSON with, per model, every timed iteration's nanoseconds,
+the CPU it finished on and the round it ran in.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How long to warm up and measure, and where."""
+
+    core: int = -1                 # CPU to pin to; -1 leaves the process unpinned
+    threads: int = 1
+    warmup_iterations: int = 10
+    warmup_seconds: float = 0.5
+    iterations: int = 50
+    min_seconds: float = 2.0
+    rounds: int = 5
+    cooldown_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class PlannedModel:
+    id: str                        # artifact file name, unique within a plan
+    path: str                      # where the runner finds the artifact (on the device)
+    inputs: tuple[str, ...]        # raw input files, in the artifact's input order
+    outputs_dir: str | None = None
+
+
+def plan_text(protocol: Protocol, models: list[PlannedModel]) -> str:
+    """The plan file's text; rejects values that would break its line format."""
+    lines = [f"core {protocol.core}", f"threads {protocol.threads}",
+             f"warmup {protocol.warmup_iterations} {protocol.warmup_seconds}",
+             f"timed {protocol.iterations} {protocol.min_seconds}",
+             f"rounds {protocol.rounds}", f"cooldown {protocol.cooldown_seconds}"]
+    for model in models:
+        values = [model.id, model.path, *model.inputs, model.outputs_dir or ""]
+        if any("\n" in v or "\r" in v for v in values):
+            raise ValueError(f"a path of {model.id!r} contains a line break")
+        lines += [f"model {model.id}", f"path {model.path}"]
+        lines += [f"input {i}" for i in model.inputs]
+        if model.outputs_dir:
+            lines.append(f"outputs {model.outputs_dir}")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class ModelRun:
+    """One model's measurements from a runner."""
+
+    id: str
+    load_ms: float
+    warmup_iterations: int
+    warmup_seconds: float
+    samples_ms: np.ndarray
+    cpus: np.ndarray
+    rounds: np.ndarray
+    rss_after_load_kb: int
+    outputs: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    runner: str
+    runtime: str
+    runtime_version: str
+    requested_core: int
+    pinned: bool
+    pin_error: str | None
+    threads: int
+    peak_rss_kb: int
+    wall_seconds: float
+    models: dict[str, ModelRun]
+
+
+def parse_result(text: str) -> RunResult:
+    raw = json.loads(text)
+    models = {}
+    for m in raw["models"]:
+        models[m["id"]] = ModelRun(
+            id=m["id"], load_ms=float(m["load_ms"]),
+            warmup_iterations=int(m["warmup_iterations"]),
+            warmup_seconds=float(m["warmup_seconds"]),
+            samples_ms=np.asarray(m["samples_ns"], dtype=np.float64) / 1e6,
+            cpus=np.asarray(m["cpus"], dtype=np.int64),
+            rounds=np.asarray(m["rounds"], dtype=np.int64),
+            rss_after_load_kb=int(m["rss_after_load_kb"]), outputs=list(m["outputs"]))
+    return RunResult(raw["runner"], raw["runtime"], raw["runtime_version"],
+                     int(raw["requested_core"]), bool(raw["pinned"]), raw.get("pin_error"),
+                     int(raw["threads"]), int(raw["peak_rss_kb"]), float(raw["wall_seconds"]),
+                     models)
+
+
+def load_result(path: Path) -> RunResult:
+    return parse_result(Path(path).read_text())

@@ -1,0 +1,133 @@
+"""The bench protocol end to end on the local device, and the report it produces."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from seaformer_deploy.bench.run import BenchOptions, bench, block_plan, block_protocol
+from seaformer_deploy.cli import app
+from seaformer_deploy.devices import LocalDevice
+from seaformer_deploy.reports import build_report, load_report, write_report
+from seaformer_deploy.reports.files import samples_frame, validate
+from seaformer_deploy.runners.plan import Protocol
+
+QUICK = Protocol(warmup_iterations=2, warmup_seconds=0.0, iterations=8, min_seconds=0.0,
+                 rounds=4)
+
+
+@pytest.fixture(scope="module")
+def fp32_run(small_export):
+    opts = BenchOptions(small_export.folder, precisions=("fp32",), protocol=QUICK, blocks=2)
+    return bench(opts)
+
+
+@pytest.fixture(scope="module")
+def report(fp32_run):
+    return build_report(fp32_run)
+
+
+def test_every_artifact_and_component_is_measured(report, small_export):
+    validate(report)
+    measured = {a["path"] for a in report["artifacts"]}
+    expected = {a["path"] for a in small_export.manifest["artifacts"]
+                if a["precision"] == "fp32"}
+    assert measured == expected and len(measured) == 10
+    for a in report["artifacts"]:
+        assert a["cpu_ok"] and set(a["cpus"]) == {report["device"]["core"]["index"]}
+        assert a["stats"]["n"] >= QUICK.iterations and a["parity"]["passed"]
+        assert len(a["load_ms"]) == 2                      # one load per block
+
+
+def test_components_add_up(report):
+    rows = {(c["format"], c["precision"]): c for c in report["components"]}
+    assert set(rows) == {("pte", "fp32"), ("onnx", "fp32")}
+    for row in rows.values():
+        shares = [row["components"][k]["share"] for k in ("stem", "context", "spatial", "head")]
+        assert sum(shares) == pytest.approx(1.0)
+        assert row["sum_over_whole"] == pytest.approx(row["sum_median_ms"]
+                                                      / row["whole_median_ms"])
+        assert 0.5 < row["sum_over_whole"] < 2.0
+    assert report["paper"]["shares"]["stem"] == 0.49          # Fig. 10 beside ours (T)
+
+
+def test_blocks_alternate_runners_and_record_state(report):
+    formats = [b["format"] for b in report["blocks"]]
+    assert formats == ["pte", "onnx", "onnx", "pte"]
+    for block in report["blocks"]:
+        assert block["pinned"] and block["state_before"]["time"] <= block["state_after"]["time"]
+
+
+def test_report_records_provenance(report, small_export):
+    assert report["export"]["cache_key"] == small_export.manifest["cache_key"]
+    assert report["export"]["weights"]["seed"] == 0
+    assert report["tools"]["executorch"] and report["runners"]["pte"]["binary_sha256"]
+    assert len(report["device"]["fingerprint"]["digest"]) == 16
+
+
+def test_report_files(report, tmp_path):
+    folder = write_report(report, tmp_path)
+    names = {p.name for p in folder.iterdir()}
+    assert names == {"report.json", "results.csv", "summary.md", "components.png",
+                     "latency.png"}
+    assert load_report(folder) == json.loads((folder / "report.json").read_text())
+    frame = pd.read_csv(folder / "results.csv")
+    assert len(frame) == sum(len(a["samples_ms"]) for a in report["artifacts"])
+    assert frame.equals(samples_frame(report).astype(frame.dtypes.to_dict()))
+    summary = (folder / "summary.md").read_text()
+    assert "## Components" in summary and "paper Fig. 10" in summary
+    assert [p.name for p in tmp_path.iterdir()] == [folder.name]     # no staging left
+
+
+def test_report_show(report, tmp_path):
+    folder = write_report(report, tmp_path)
+    result = CliRunner().invoke(app, ["report", "show", str(folder)])
+    assert result.exit_code == 0 and "model.fp32.pte" in result.stdout
+    bad = CliRunner().invoke(app, ["report", "show", str(tmp_path / "nothing")])
+    assert bad.exit_code == 2 and "not a readable report" in bad.stderr
+
+
+def test_interrupted_bench_gives_a_partial_report(small_export, monkeypatch):
+    calls = {"n": 0}
+    real = LocalDevice.run
+
+    def run(self, argv, timeout):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(self, argv, timeout)
+
+    monkeypatch.setattr(LocalDevice, "run", run)
+    run_ = bench(BenchOptions(small_export.folder, precisions=("fp32",), protocol=QUICK))
+    report = build_report(run_)
+    validate(report)
+    assert report["status"] == "interrupted" and "interrupted" in report["events"][0]
+    assert {a["format"] for a in report["artifacts"]} == {"pte"}
+
+
+def test_block_arithmetic():
+    arts = [{"format": "onnx"}, {"format": "pte"}]
+    assert [f for f, _ in block_plan(arts, 3)] == ["pte", "onnx", "onnx", "pte", "pte", "onnx"]
+    p = block_protocol(Protocol(iterations=50, min_seconds=2.0, rounds=5), 2)
+    assert (p.iterations, p.min_seconds, p.rounds) == (25, 1.0, 3)
+
+
+def test_missing_export_is_a_clear_error(tmp_path):
+    result = CliRunner().invoke(app, ["bench", "--artifacts", str(tmp_path)])
+    assert result.exit_code == 2 and "no valid export" in result.stderr
+
+
+def test_bench_cli(small_export, tmp_path):
+    args = ["bench", "--artifacts", str(small_export.folder), "--precisions", "fp16",
+            "--warmup", "1", "--warmup-seconds", "0", "--iterations", "4", "--min-seconds", "0",
+            "--rounds", "2", "--out", str(tmp_path)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (folder,) = tmp_path.iterdir()
+    report = load_report(folder)
+    assert report["status"] == "complete" and len(report["artifacts"]) == 10
+    assert all(a["parity"]["passed"] for a in report["artifacts"])
+    assert "components: median ms" in result.stdout and str(folder) in result.stdout
