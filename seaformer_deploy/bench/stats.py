@@ -61,22 +61,22 @@ def trimmed_mean(sorted_x: np.ndarray, cut: float) -> float:
 
 
 def median_ci(sorted_x: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
-    """Distribution-free CI of the median: order statistics x_(l), x_(u) with
-    P(l <= B < u) >= confidence for B ~ Binomial(n, 1/2)."""
+    """Distribution-free CI of the median: order statistics x_(lo), x_(hi) with
+    P(lo <= B < hi) >= confidence for B ~ Binomial(n, 1/2)."""
     n = len(sorted_x)
     if n < 6:        # no pair of order statistics reaches 95 % below six samples
         return float(sorted_x[0]), float(sorted_x[-1])
     alpha = (1 - confidence) / 2
-    cdf, l = 0.0, 0
-    while True:                       # largest l with P(B < l) <= alpha
-        p = _binom_pmf(n, l)
+    cdf, lower = 0.0, 0
+    while True:                       # largest rank with P(B < rank) <= alpha
+        p = _binom_pmf(n, lower)
         if cdf + p > alpha:
             break
         cdf += p
-        l += 1
-    l = max(l, 1)
-    u = n - l + 1                     # symmetric: the u-th order statistic (1-based)
-    return float(sorted_x[l - 1]), float(sorted_x[u - 1])
+        lower += 1
+    lower = max(lower, 1)
+    upper = n - lower + 1             # symmetric: the upper order statistic (1-based)
+    return float(sorted_x[lower - 1]), float(sorted_x[upper - 1])
 
 
 def _binom_pmf(n: int, k: int) -> float:

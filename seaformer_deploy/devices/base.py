@@ -69,6 +69,7 @@ class Device(abc.ABC):
     def read_text(self, device_path: str) -> str:
         """Read a small text file from the device (results)."""
 
+    @abc.abstractmethod
     def cleanup(self) -> None:
         """Remove what this session left on the device."""
 

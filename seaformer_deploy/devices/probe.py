@@ -16,7 +16,11 @@ MARK = "@@@ "
 
 PROBE_SCRIPT = r"""
 R="${SFD_ROOT:-}"
-dump() { for f in "$@"; do if [ -r "$f" ]; then printf '\n@@@ %s\n' "${f#$R}"; cat "$f" 2>/dev/null; fi; done; }
+dump() {
+  for f in "$@"; do
+    if [ -r "$f" ]; then printf '\n@@@ %s\n' "${f#$R}"; cat "$f" 2>/dev/null; fi
+  done
+}
 dump "$R"/sys/devices/system/cpu/online
 for c in "$R"/sys/devices/system/cpu/cpu[0-9]*; do
   dump "$c"/cpufreq/cpuinfo_max_freq "$c"/cpufreq/cpuinfo_min_freq "$c"/cpufreq/scaling_cur_freq \

@@ -24,7 +24,7 @@ def plot_components(report: dict, path: Path) -> None:
     if not bars:
         ax.text(0.5, 0.5, "no complete set of components measured", ha="center", va="center")
         ax.set_axis_off()
-    for i, (label, shares) in enumerate(bars):
+    for i, (_label, shares) in enumerate(bars):
         bottom = 0.0
         for k in COMPONENTS:
             ax.bar(i, shares[k], bottom=bottom, color=COLOURS[k], label=k if i == 0 else None)

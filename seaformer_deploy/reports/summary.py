@@ -33,8 +33,8 @@ def latency_rows(report: dict) -> list[list[str]]:
 def component_rows(report: dict) -> list[list[str]]:
     rows = []
     for c in report["components"]:
-        parts = [f"{_ms(c['components'][k]['median_ms'])} ({100 * c['components'][k]['share']:.0f}%)"
-                 for k in COMPONENTS]
+        parts = [f"{_ms(part['median_ms'])} ({100 * part['share']:.0f}%)"
+                 for part in (c["components"][k] for k in COMPONENTS)]
         ratio = f"{c['sum_over_whole']:.3f}" if c["sum_over_whole"] else "-"
         rows.append([f"{c['format']} {c['precision']}", *parts, _ms(c["sum_median_ms"]),
                      _ms(c["whole_median_ms"]), ratio])
