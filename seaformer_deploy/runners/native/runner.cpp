@@ -42,15 +42,7 @@
 #include <executorch/extension/tensor/tensor.h>
 #include <executorch/runtime/platform/runtime.h>
 
-// The wheel ships libexecutorch_threadpool.so but not threadpool.h; declare the two
-// entry points we call (a non-virtual member: the link needs only its mangled name).
-namespace executorch::extension::threadpool {
-class ThreadPool {
- public:
-  bool _unsafe_reset_threadpool(uint32_t num_threads);
-};
-ThreadPool* get_threadpool();
-}  // namespace executorch::extension::threadpool
+#include "threadpool.h"
 
 using executorch::aten::ScalarType;
 using executorch::extension::TensorPtr;
