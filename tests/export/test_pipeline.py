@@ -150,7 +150,12 @@ def test_corrupted_weights_fail_the_export(tmp_path, monkeypatch):
 
 def test_interrupted_export_leaves_nothing_half_written(tmp_path, monkeypatch):
     first = export(_quick(tmp_path))
-    before = {p.name: p.read_bytes() for p in first.folder.iterdir()}
+
+    def contents():
+        return {p.relative_to(first.folder): p.read_bytes()
+                for p in first.folder.rglob("*") if p.is_file()}
+
+    before = contents()
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -159,7 +164,7 @@ def test_interrupted_export_leaves_nothing_half_written(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         export(replace(_quick(tmp_path), precisions=("fp32", "fp16"), force=True))
     assert [p.name for p in tmp_path.iterdir()] == [first.folder.name]
-    assert {p.name: p.read_bytes() for p in first.folder.iterdir()} == before
+    assert contents() == before
 
 
 def test_stale_staging_folders_are_swept(tmp_path):
