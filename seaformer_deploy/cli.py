@@ -153,6 +153,16 @@ def export_cmd(
     fp32_io: Annotated[bool, typer.Option(
         "--fp32-io", help="FP16 artifacts take and return FP32 tensors (casts inside).")
     ] = False,
+    rewrites: Annotated[bool, typer.Option(
+        "--rewrites/--no-rewrites",
+        help="Apply the deploy-form rewrites (export/rewrites.py); --no-rewrites exports the "
+             "reference model as it is (folder suffix _naive).")] = True,
+    ort_forms: Annotated[bool, typer.Option(
+        "--ort-forms", help="Also save ONNX Runtime's optimised graph (.optimized.onnx) and ORT "
+                            "format (.ort, for ONNX Runtime Mobile) of every .onnx.")] = False,
+    pte_layout: Annotated[str, typer.Option(
+        help="Memory order of the .pte artifacts' 4-D inputs and outputs: nhwc (channels-last, "
+             "no layout transposes at the graph's edges) or nchw.")] = "nhwc",
     seed: Annotated[int, typer.Option(help="Seed of the synthetic weights (no checkpoint).")] = 0,
     force: Annotated[bool, typer.Option(help="Re-export even if a matching export exists.")
                      ] = False,
@@ -166,7 +176,8 @@ def export_cmd(
         trust_checkpoint=trust_checkpoint, num_classes=num_classes,
         input_size=parse_size(input_size), formats=_csv(formats), precisions=_csv(precisions),
         components=components, output=output.strip().lower(), out_root=out,
-        parity_gate=parity_gate, fp32_io=fp32_io, seed=seed, force=force)
+        parity_gate=parity_gate, fp32_io=fp32_io, rewrites=rewrites, ort_forms=ort_forms,
+        pte_layout=pte_layout.strip().lower(), seed=seed, force=force)
     try:
         result = _run_with_progress(lambda progress: export(opts, progress), "exporting")
     except ParityError as exc:

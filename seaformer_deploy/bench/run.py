@@ -30,7 +30,8 @@ from ..errors import UserError
 from ..export import manifest as mf
 from ..export.parity import THRESHOLDS, compare, failures, worst
 from ..runners import native
-from ..runners.plan import ModelRun, PlannedModel, Protocol, RunResult, parse_result, plan_text
+from ..runners.plan import (ModelRun, PlannedModel, Protocol, RunResult, parse_result, plan_text,
+                            read_output)
 from .stats import DEFAULT_CV_LIMIT
 
 Progress = Callable[[str, int, int], None]
@@ -119,7 +120,7 @@ def bench(opts: BenchOptions, progress: Progress | None = None,
             for art in arts:
                 measurements[art["path"]].runs.append(result.models[art["path"]])
         if opts.parity:
-            _fetch_outputs(device, staged, run.measurements)
+            _fetch_outputs(device, run.measurements)
     except KeyboardInterrupt:
         run.status = "interrupted"
         run.events.append(f"interrupted by the user after {len(run.blocks)} of {len(plan)} "
@@ -215,8 +216,7 @@ def _run_block(device: Device, runner: Runner, arts: list[dict], staged: Staged,
                with_outputs: bool) -> tuple[dict, RunResult]:
     proto = block_protocol(protocol, opts.blocks)
     models = [PlannedModel(a["path"], staged.paths[a["path"]],
-                           tuple(staged.paths[f"tensors/{t['name']}.{t['dtype']}.bin"]
-                                 for t in a["inputs"]),
+                           tuple(staged.paths[t["file"]] for t in a["inputs"]),
                            f"{staged.workdir}/outputs/{a['path']}" if with_outputs else None)
               for a in arts]
     plan_path = f"{staged.workdir}/plan-{index}.txt"
@@ -246,15 +246,15 @@ def _timeout(protocol: Protocol, n: int) -> float:
     return 60 + 10 * n * (protocol.warmup_seconds + protocol.min_seconds + 5)
 
 
-def _fetch_outputs(device: Device, staged: Staged, measurements: list[Measurement]) -> None:
+def _fetch_outputs(device: Device, measurements: list[Measurement]) -> None:
+    """Pull the outputs the last run wrote and read them as logical (N, C, H, W) arrays."""
     with tempfile.TemporaryDirectory(prefix="seaformer-outputs-") as tmp:
         for m in measurements:
             arrays = []
-            for i, tensor in enumerate(m.artifact["outputs"]):
+            for i, record in enumerate(m.runs[-1].outputs):
                 local = Path(tmp) / f"{m.artifact['path']}.{i}.bin"
-                device.fetch(f"{staged.workdir}/outputs/{m.artifact['path']}/output{i}.bin",
-                             local)
-                arrays.append(np.fromfile(local, dtype=tensor["dtype"]).reshape(tensor["shape"]))
+                device.fetch(record["path"], local)
+                arrays.append(read_output(record, local))
             m.outputs = arrays
 
 
@@ -263,8 +263,7 @@ def device_parity(art: dict, outputs: list[np.ndarray], folder: Path) -> dict:
     metrics = {}
     for tensor, got in zip(art["outputs"], outputs, strict=True):
         dtype = "int64" if tensor["kind"] == "labels" else "float32"
-        ref = np.fromfile(folder / "tensors" / f"{tensor['name']}.{dtype}.bin",
-                          dtype=dtype).reshape(tensor["shape"])
+        ref = np.fromfile(folder / tensor["file"], dtype=dtype).reshape(tensor["shape"])
         metrics[tensor["name"]] = compare(ref, got.astype(ref.dtype), tensor["kind"])
     summary = worst(list(metrics.values()))
     fails = failures(summary, art["precision"])

@@ -88,6 +88,9 @@ def write_json(path: Path, payload: dict) -> None:
     """Write atomically: a temporary file in the same folder, then rename."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)          # mkstemp creates 0600; give the usual mode
         with os.fdopen(fd, "w") as f:
             json.dump(payload, f, indent=2)
             f.write("\n")
@@ -98,8 +101,9 @@ def write_json(path: Path, payload: dict) -> None:
 
 
 def artifacts_intact(folder: Path, manifest: dict) -> bool:
-    """Every artifact and tensor file listed is present with the recorded hash."""
-    for entry in [*manifest["artifacts"], *manifest["tensors"]]:
+    """Every artifact, ORT form and tensor file listed is present with the recorded hash."""
+    forms = [f for a in manifest["artifacts"] for f in a.get("ort_forms", [])]
+    for entry in [*manifest["artifacts"], *manifest["tensors"], *forms]:
         path = folder / entry["path"]
         if not path.is_file() or sha256_path(path) != entry["sha256"]:
             return False

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from . import manifest as mf
 from . import onnx_export, pte_export
 from .fold import fold_batchnorm
 from .parity import THRESHOLDS, Metrics, compare, failures, worst
+from .rewrites import deploy_form
 from .runtimes import RUNNERS
 from .samples import MEAN, SAMPLE_NAMES, STD, sample_batch
 from .units import OUTPUT_MODES, WHOLE, Unit, build_units, reference_tensors
@@ -52,12 +53,17 @@ class ExportOptions:
     out_root: Path = Path("models")
     parity_gate: bool = True
     fp32_io: bool = False
+    rewrites: bool = True
+    ort_forms: bool = False
+    pte_layout: str = "nhwc"
     seed: int = 0
     samples: int = len(SAMPLE_NAMES)
     force: bool = False
 
     def folder(self, size: tuple[int, int]) -> Path:
-        return self.out_root / f"{get_spec(self.model).name}_{size[0]}x{size[1]}_{self.output}"
+        naive = "" if self.rewrites else "_naive"
+        return (self.out_root
+                / f"{get_spec(self.model).name}_{size[0]}x{size[1]}_{self.output}{naive}")
 
 
 @dataclass
@@ -127,6 +133,8 @@ def _check_options(opts: ExportOptions) -> None:
         if bad or not values:
             raise UserError(f"{flag} takes a comma-separated subset of {', '.join(allowed)}; "
                             f"got {', '.join(values) or 'nothing'}.")
+    if opts.pte_layout not in ("nchw", "nhwc"):
+        raise UserError(f"--pte-layout takes nchw or nhwc, got {opts.pte_layout!r}.")
     if opts.output not in OUTPUT_MODES:
         raise UserError(f"--output takes {' or '.join(OUTPUT_MODES)}, got {opts.output!r}.")
     if not 1 <= opts.samples <= len(SAMPLE_NAMES):
@@ -140,7 +148,8 @@ def _identity(opts: ExportOptions, size: tuple[int, int], images: torch.Tensor) 
     return {"model": get_spec(opts.model).name, "weights": weights, "size": list(size),
             "num_classes": opts.num_classes, "output": opts.output,
             "formats": sorted(opts.formats), "precisions": sorted(opts.precisions),
-            "components": opts.components, "fp32_io": opts.fp32_io,
+            "components": opts.components, "fp32_io": opts.fp32_io, "rewrites": opts.rewrites,
+            "ort_forms": opts.ort_forms, "pte_layout": opts.pte_layout,
             "samples": mf.sha256_bytes(images.numpy().tobytes()), "tools": mf.tool_versions()}
 
 
@@ -163,7 +172,9 @@ def _export_into(staging: Path, model: SegmentationModel, weights: dict, opts: E
                  progress: Progress | None) -> dict:
     env = reference_tensors(model, images, opts.output, size)
     tensors = _write_tensors(staging, env, opts)
-    units = build_units(fold_batchnorm(model), opts.output, size, opts.components)
+    deploy = fold_batchnorm(model)
+    applied = deploy_form(deploy, images[:1]) if opts.rewrites else []
+    units = build_units(deploy, opts.output, size, opts.components)
     jobs = [(u, f, p) for u in units for f in opts.formats for p in opts.precisions]
     artifacts, fp32_onnx = [], {}
     for done, (unit, fmt, precision) in enumerate(jobs):
@@ -176,8 +187,9 @@ def _export_into(staging: Path, model: SegmentationModel, weights: dict, opts: E
             progress("component chains", len(jobs), len(jobs))
         chains = [_chain_parity(staging, artifacts, units, env, f, p, opts)
                   for f in opts.formats for p in opts.precisions]
-    passed = all(a["parity"]["passed"] for a in artifacts) and all(
-        c["parity"]["passed"] for c in chains)
+    checks = [a["parity"] for a in artifacts] + [c["parity"] for c in chains]
+    checks += [f["parity"] for a in artifacts for f in a.get("ort_forms", [])]
+    passed = all(check["passed"] for check in checks)
     spec = get_spec(opts.model)
     ckpt = getattr(model, "checkpoint", None)
     return {
@@ -186,6 +198,7 @@ def _export_into(staging: Path, model: SegmentationModel, weights: dict, opts: E
                   "num_classes": model.num_classes, "params": count_params(model),
                   "class_names": ckpt.class_names if ckpt else None},
         "weights": weights,
+        "deploy_form": {"batchnorm_folded": True, "rewrites": [asdict(a) for a in applied]},
         "input": {"name": IMAGE, "size": list(size), "layout": "NCHW", "dtype": "float32",
                   "normalization": {"color": "RGB", "mean": list(MEAN), "std": list(STD)}},
         "output": {"mode": opts.output, "name": units[0].output_names[0]},
@@ -196,7 +209,9 @@ def _export_into(staging: Path, model: SegmentationModel, weights: dict, opts: E
                        for u in units if u.name != WHOLE],
         "options": {"formats": list(opts.formats), "precisions": list(opts.precisions),
                     "components": opts.components, "output": opts.output,
-                    "fp32_io": opts.fp32_io, "parity_gate": opts.parity_gate},
+                    "fp32_io": opts.fp32_io, "rewrites": opts.rewrites,
+                    "ort_forms": opts.ort_forms, "pte_layout": opts.pte_layout,
+                    "parity_gate": opts.parity_gate},
         "tools": mf.tool_versions(), "cache_key": key,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": mf.command_line(), "tensors": tensors, "artifacts": artifacts,
@@ -205,40 +220,68 @@ def _export_into(staging: Path, model: SegmentationModel, weights: dict, opts: E
     }
 
 
+NCHW, NHWC = [0, 1, 2, 3], [0, 2, 3, 1]
+
+
 def _write_tensors(staging: Path, env: dict, opts: ExportOptions) -> list[dict]:
     """Every named tensor of the first sample, as raw little-endian files under ``tensors/``.
 
     They are the device-side inputs of each artifact (the image, or the true intermediate
     tensors for components) and the references its outputs are checked against on the device.
+    Channels-last .pte artifacts get their 4-D inputs in that memory order (``*.nhwc.bin``).
     """
     folder = staging / TENSORS
     folder.mkdir()
     fp16_io = "fp16" in opts.precisions and not opts.fp32_io
     dtypes = {"float32", "float16"} if fp16_io else {"float32"}
+    nhwc = "pte" in opts.formats and opts.pte_layout == "nhwc"
     records = []
     for name, tensor in env.items():
         array = tensor[:1].numpy()
+        orders = [NCHW, NHWC] if nhwc and array.ndim == 4 else [list(range(array.ndim))]
         for dtype in sorted(dtypes) if array.dtype.kind == "f" else [str(array.dtype)]:
-            data = np.ascontiguousarray(array.astype(np.dtype(dtype).newbyteorder("<")))
-            path = folder / f"{name}.{dtype}.bin"
-            path.write_bytes(data.tobytes())
-            records.append({"name": name, "dtype": dtype, "shape": list(array.shape),
-                            "path": f"{TENSORS}/{path.name}",
-                            "sha256": mf.sha256_bytes(data.tobytes())})
+            for order in orders:
+                data = np.ascontiguousarray(
+                    array.astype(np.dtype(dtype).newbyteorder("<")).transpose(order))
+                path = folder / _tensor_file(name, dtype, order)
+                path.write_bytes(data.tobytes())
+                records.append({"name": name, "dtype": dtype, "shape": list(array.shape),
+                                "dim_order": order, "path": f"{TENSORS}/{path.name}",
+                                "sha256": mf.sha256_bytes(data.tobytes())})
     return records
+
+
+def _tensor_file(name: str, dtype: str, order: list[int]) -> str:
+    return f"{name}.{dtype}{'.nhwc' if order == NHWC else ''}.bin"
 
 
 def _io_dtype(precision: str, opts: ExportOptions) -> str:
     return "float16" if precision == "fp16" and not opts.fp32_io else "float32"
 
 
-def _tensors(names: tuple[str, ...], env: dict, unit: Unit, float_dtype: str) -> list[dict]:
+def _input_orders(fmt: str, names: tuple[str, ...], env: dict, opts: ExportOptions
+                  ) -> list[list[int]]:
+    channels_last = fmt == "pte" and opts.pte_layout == "nhwc"
+    return [NHWC if channels_last and env[n].dim() == 4 else list(range(env[n].dim()))
+            for n in names]
+
+
+def _tensors(names: tuple[str, ...], env: dict, unit: Unit, float_dtype: str,
+             orders: list[list[int]] | None = None, inputs: bool = False) -> list[dict]:
+    """Descriptors of a unit's tensors; an artifact's also name their files and memory order."""
     out = []
-    for name in names:
+    for i, name in enumerate(names):
         ref = env[name]
         kind = "image" if name == IMAGE else unit.output_kind(name)
         dtype = "int64" if not ref.is_floating_point() else float_dtype
-        out.append({"name": name, "shape": [1, *ref.shape[1:]], "dtype": dtype, "kind": kind})
+        entry = {"name": name, "shape": [1, *ref.shape[1:]], "dtype": dtype, "kind": kind}
+        if orders is not None:       # inputs: the file to feed; outputs: the FP32 reference
+            entry["dim_order"] = orders[i]
+            file = (_tensor_file(name, dtype, orders[i]) if inputs else
+                    _tensor_file(name, "int64" if dtype == "int64" else "float32",
+                                 list(range(ref.dim()))))
+            entry["file"] = f"{TENSORS}/{file}"
+        out.append(entry)
     return out
 
 
@@ -247,6 +290,7 @@ def _export_artifact(staging: Path, unit: Unit, fmt: str, precision: str, env: d
     started = time.perf_counter()
     example = [env[n][:1] for n in unit.input_names]
     io_dtype = _io_dtype(precision, opts)
+    in_orders = _input_orders(fmt, unit.input_names, env, opts)
     if fmt == "onnx":
         if unit.name not in fp32_onnx:
             fp32_onnx[unit.name] = onnx_export.export_onnx(unit, example)
@@ -261,30 +305,42 @@ def _export_artifact(staging: Path, unit: Unit, fmt: str, precision: str, env: d
         if precision == "fp16":
             module = pte_export.half_module(unit.module, keep_io_fp32=opts.fp32_io)
             example = [e.half() if io_dtype == "float16" else e for e in example]
+        # The example's memory order becomes the program's: channels-last I/O spares XNNPACK
+        # the NCHW <-> NHWC transposes at every graph boundary (camera frames are HWC anyway).
+        example = [e.to(memory_format=torch.channels_last) if order == NHWC else e
+                   for e, order in zip(example, in_orders, strict=True)]
         data, stats = pte_export.export_pte(module, example)
         details = {"executorch": {"version": pte_export.executorch_version(), **stats},
                    "operators": pte_export.operator_histogram(stats)}
     path = staging / f"{unit.name}.{precision}.{fmt}"
     path.write_bytes(data)
+    if fmt == "onnx" and opts.ort_forms:
+        details["ort_forms"] = [
+            {"kind": kind, "path": form.name, "sha256": mf.sha256_path(form),
+             "bytes": form.stat().st_size,
+             "parity": _parity(form, "onnx", precision, unit, env, io_dtype, in_orders)[0]}
+            for kind, form in onnx_export.save_ort_forms(path).items()]
     seconds = round(time.perf_counter() - started, 2)
+    parity, out_orders = _parity(path, fmt, precision, unit, env, io_dtype, in_orders)
     return {"path": path.name, "unit": unit.name, "format": fmt, "precision": precision,
             "sha256": mf.sha256_bytes(data), "bytes": len(data),
-            "inputs": _tensors(unit.input_names, env, unit, io_dtype),
-            "outputs": _tensors(unit.output_names, env, unit, io_dtype),
-            **details, "export_seconds": seconds,
-            "parity": _parity(path, fmt, precision, unit, env, io_dtype)}
+            "inputs": _tensors(unit.input_names, env, unit, io_dtype, in_orders, inputs=True),
+            "outputs": _tensors(unit.output_names, env, unit, io_dtype, out_orders),
+            **details, "export_seconds": seconds, "parity": parity}
 
 
-def _parity(path: Path, fmt: str, precision: str, unit: Unit, env: dict, io_dtype: str) -> dict:
-    """Run every sample through the artifact on its host runtime; compare with the reference."""
+def _parity(path: Path, fmt: str, precision: str, unit: Unit, env: dict, io_dtype: str,
+            in_orders: list[list[int]]) -> tuple[dict, list[list[int]]]:
+    """Run every sample through the artifact on its host runtime; compare with the reference.
+    Also returns the memory order of each output, as the runtime produced it."""
     count = len(env[IMAGE])
     batches = [[_as(env[n][i:i + 1], io_dtype) for n in unit.input_names] for i in range(count)]
-    results = RUNNERS[fmt](path, batches)
+    results, out_orders = RUNNERS[fmt](path, batches, in_orders)
     outputs = {name: np.concatenate([r[j] for r in results])
                for j, name in enumerate(unit.output_names)}
     metrics = {name: compare(env[name].numpy(), got, unit.output_kind(name))
                for name, got in outputs.items()}
-    return _parity_record(metrics, precision, count)
+    return _parity_record(metrics, precision, count), out_orders
 
 
 def _parity_record(metrics: dict[str, Metrics], precision: str, count: int) -> dict:
@@ -312,7 +368,8 @@ def _chain_parity(staging: Path, artifacts: list[dict], units: list[Unit], env: 
         art = next(a for a in artifacts if a["unit"] == unit.name and a["format"] == fmt
                    and a["precision"] == precision)
         batches = [[produced[n][i] for n in unit.input_names] for i in range(count)]
-        results = RUNNERS[fmt](staging / art["path"], batches)
+        orders = [t["dim_order"] for t in art["inputs"]]
+        results, _ = RUNNERS[fmt](staging / art["path"], batches, orders)
         for j, name in enumerate(unit.output_names):
             produced[name] = [r[j] for r in results]
     final = components[-1].output_names[0]

@@ -23,8 +23,11 @@ WHOLE = "model"
 
 
 def to_labels(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Per-pixel class at the input resolution, as mmseg computes it at inference."""
-    return resize(logits, size).argmax(dim=1)
+    """Per-pixel class at the input resolution, as mmseg computes it at inference.
+
+    ``contiguous``: ExecuTorch's portable argmax (XNNPACK has none) rejects channels-last input.
+    """
+    return resize(logits, size).contiguous().argmax(dim=1)
 
 
 class WithOutputMode(nn.Module):

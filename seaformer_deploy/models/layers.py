@@ -122,6 +122,20 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.dwconv(self.fc1(x))))
 
 
+def project_qkv(module: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """q, k and v of an attention module from its ``to_q``, ``to_k``, ``to_v`` projections.
+
+    Export's deploy form (``export/rewrites.py``) replaces the three 1x1 convolutions with one,
+    ``fused_qkv``, whose output channels are q, k and v one after the other.
+    """
+    fused = getattr(module, "fused_qkv", None)
+    if fused is None:
+        return module.to_q(x), module.to_k(x), module.to_v(x)
+    qkv = fused(x)
+    q_end, k_end = module.qkv_split
+    return qkv[:, :q_end], qkv[:, q_end:k_end], qkv[:, k_end:]
+
+
 def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bilinear resize with align_corners=False, as every module of both families uses."""
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from .base import InputContract, SegmentationModel, ZooModel
 from .components import IMAGE, LOGITS, Component
-from .layers import Conv2d_BN, ConvBN, HSigmoid, Mlp, StackedMV2Block, resize
+from .layers import Conv2d_BN, ConvBN, HSigmoid, Mlp, StackedMV2Block, project_qkv, resize
 
 # Strided convs halve (rounding up) five times down to 1/32; the last stage runs at 1/64 and may
 # round up. Multiples of 32 keep every shape up to 1/32 exact and match what the official code does
@@ -89,11 +89,37 @@ class SqueezeAxialPositionalEmbedding(nn.Module):
         return x + F.interpolate(self.pos_embed, size=n, mode="linear", align_corners=False)
 
 
+class AxialMean(nn.Module):
+    """The official squeeze: (B, C, H, W) -> row tokens (B, C, H), column tokens (B, C, W)."""
+
+    def forward(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return t.mean(-1), t.mean(-2)
+
+
+class AxialAttention(nn.Module):
+    """Multi-head attention along one axis, as the official code writes it (4-D matmuls):
+    (B, C, N) q, k and (B, dh, N) v tokens -> (B, dh, N)."""
+
+    def __init__(self, num_heads: int, scale: float, dh: int) -> None:
+        super().__init__()
+        self.num_heads, self.scale, self.dh = num_heads, scale, dh
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        b, _, n = q.shape
+        q = q.reshape(b, self.num_heads, -1, n).permute(0, 1, 3, 2)
+        k = k.reshape(b, self.num_heads, -1, n)
+        v = v.reshape(b, self.num_heads, -1, n).permute(0, 1, 3, 2)
+        attn = (torch.matmul(q, k) * self.scale).softmax(dim=-1)
+        return torch.matmul(attn, v).permute(0, 1, 3, 2).reshape(b, self.dh, n)
+
+
 class SeaAttention(nn.Module):
     """Squeeze-enhanced axial attention (official ``Sea_Attention``).
 
     ``squeeze`` and ``expand`` are the two steps SeaFormer++ makes adaptive; the base class does
     what the official code does: mean over one axis, and broadcast-add of the axial results.
+    The squeeze and the axial attention are weightless submodules (``axial_squeeze``,
+    ``axial_attention``) so that export can swap in deploy forms (``export/rewrites.py``).
     """
 
     def __init__(self, dim: int, key_dim: int, num_heads: int, attn_ratio: int = 2) -> None:
@@ -118,6 +144,8 @@ class SeaAttention(nn.Module):
         self.act = nn.ReLU6()
         self.pwconv = Conv2d_BN(qkv, dim)
         self.sigmoid = HSigmoid()
+        self.axial_squeeze = AxialMean()
+        self.axial_attention = AxialAttention(num_heads, self.scale, dh)
 
     def squeeze_weights(self, x: torch.Tensor) -> object:
         """Whatever ``squeeze`` needs from the layer input; plain mean pooling needs nothing."""
@@ -125,33 +153,25 @@ class SeaAttention(nn.Module):
 
     def squeeze(self, t: torch.Tensor, weights: object) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, C, H, W) -> row tokens (B, C, H) and column tokens (B, C, W)."""
-        return t.mean(-1), t.mean(-2)
+        return self.axial_squeeze(t)
 
     def expand(self, x: torch.Tensor, v: torch.Tensor, row: torch.Tensor,
                column: torch.Tensor) -> torch.Tensor:
         """Bring the (B, dh, H, 1) and (B, dh, 1, W) axial results back to H x W, added to v."""
         return v.add(row.add(column))
 
-    def _axial(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Multi-head attention along one axis: (B, C, N) tokens -> (B, dh, N)."""
-        b, _, n = q.shape
-        q = q.reshape(b, self.num_heads, -1, n).permute(0, 1, 3, 2)
-        k = k.reshape(b, self.num_heads, -1, n)
-        v = v.reshape(b, self.num_heads, -1, n).permute(0, 1, 3, 2)
-        attn = (torch.matmul(q, k) * self.scale).softmax(dim=-1)
-        return torch.matmul(attn, v).permute(0, 1, 3, 2).reshape(b, self.dh, n)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
-        q, k, v = self.to_q(x), self.to_k(x), self.to_v(x)
+        q, k, v = project_qkv(self, x)
         detail = self.pwconv(self.act(self.dwconv(torch.cat([q, k, v], dim=1))))
         weights = self.squeeze_weights(x)
         q_row, q_col = self.squeeze(q, weights)
         k_row, k_col = self.squeeze(k, weights)
         v_row, v_col = self.squeeze(v, weights)
-        row = self._axial(self.pos_emb_rowq(q_row), self.pos_emb_rowk(k_row), v_row)
+        row = self.axial_attention(self.pos_emb_rowq(q_row), self.pos_emb_rowk(k_row), v_row)
         row = self.proj_encode_row(row.reshape(b, self.dh, h, 1))
-        col = self._axial(self.pos_emb_columnq(q_col), self.pos_emb_columnk(k_col), v_col)
+        col = self.axial_attention(self.pos_emb_columnq(q_col), self.pos_emb_columnk(k_col),
+                                   v_col)
         col = self.proj_encode_column(col.reshape(b, self.dh, 1, w))
         xx = self.proj(self.expand(x, v, row, col))
         return self.sigmoid(xx) * detail

@@ -59,6 +59,50 @@ KD_CONTRACT = InputContract(
     reason="the student halves the input, then downsamples by 2 five times")
 
 
+class AxialSoftmax(nn.Module):
+    """Mask logits (B, 2 x heads, H, W) -> row and column token weights, (B, heads, 1, H, W)."""
+
+    def __init__(self, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+
+    def weights(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, _, h, w = logits.shape
+        n = self.num_heads
+        # Softmax over 3-D views: ExecuTorch 1.5.1's XNNPACK delegate computes a softmax on a
+        # 4-D conv output over the wrong axis (it runs in NHWC), which the parity gate caught.
+        rows = logits[:, :n].reshape(b, n * h, w).softmax(dim=-1).reshape(b, n, h, w)
+        cols = logits[:, n:].transpose(-1, -2).reshape(b, n * w, h).softmax(dim=-1)
+        return rows, cols.reshape(b, n, w, h).transpose(-1, -2)
+
+    def forward(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rows, cols = self.weights(logits)
+        return rows.unsqueeze(2), cols.unsqueeze(2)
+
+
+class WeightedAxialSum(nn.Module):
+    """Each head's row (column) tokens as the weighted sum of its row (column) of pixels."""
+
+    def __init__(self, num_heads: int, widths: tuple[int, ...]) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.widths = widths          # the channel counts it squeezes (q and k, v): for export
+
+    def forward(self, t: torch.Tensor, weights: tuple[torch.Tensor, torch.Tensor]
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        rows, cols = weights
+        b, c, h, w = t.shape
+        t = t.reshape(b, self.num_heads, c // self.num_heads, h, w)
+        return (t * rows).sum(-1).reshape(b, c, h), (t * cols).sum(-2).reshape(b, c, w)
+
+
+class ExpandGate(nn.Module):
+    """2 * h_sigmoid(m): the adaptive expand's per-pixel, per-channel gate in [0, 2]."""
+
+    def forward(self, m: torch.Tensor) -> torch.Tensor:
+        return 2.0 * (F.relu6(m + 3.0) / 6.0)
+
+
 class AdaptiveSeaAttention(SeaAttention):
     """SEA attention with adaptive squeeze and adaptive expand (see the module docstring)."""
 
@@ -66,28 +110,20 @@ class AdaptiveSeaAttention(SeaAttention):
         super().__init__(dim, key_dim, num_heads, attn_ratio)
         self.squeeze_mask = Conv2d_BN(dim, 2 * num_heads, bn_weight_init=0)
         self.expand_mask = Conv2d_BN(dim, self.dh, bn_weight_init=0)
+        # Weightless steps, so that export can swap in deploy forms (export/rewrites.py).
+        self.axial_weights = AxialSoftmax(num_heads)
+        self.weighted_squeeze = WeightedAxialSum(num_heads, (self.nh_kd, self.dh))
+        self.gate = ExpandGate()
 
     def squeeze_weights(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.squeeze_mask(x)
-        b, _, h, w = logits.shape
-        n = self.num_heads
-        # Softmax over 3-D views: ExecuTorch 1.5.1's XNNPACK delegate computes a softmax on a
-        # 4-D conv output over the wrong axis (it runs in NHWC), which the parity gate caught.
-        rows = logits[:, :n].reshape(b, n * h, w).softmax(dim=-1).reshape(b, n, h, w)
-        cols = logits[:, n:].transpose(-1, -2).reshape(b, n * w, h).softmax(dim=-1)
-        cols = cols.reshape(b, n, w, h).transpose(-1, -2)
-        return rows.unsqueeze(2), cols.unsqueeze(2)           # (B, heads, 1, H, W)
+        return self.axial_weights(self.squeeze_mask(x))
 
     def squeeze(self, t: torch.Tensor, weights: object) -> tuple[torch.Tensor, torch.Tensor]:
-        rows, cols = weights  # type: ignore[misc]
-        b, c, h, w = t.shape
-        t = t.reshape(b, self.num_heads, c // self.num_heads, h, w)
-        return (t * rows).sum(-1).reshape(b, c, h), (t * cols).sum(-2).reshape(b, c, w)
+        return self.weighted_squeeze(t, weights)
 
     def expand(self, x: torch.Tensor, v: torch.Tensor, row: torch.Tensor,
                column: torch.Tensor) -> torch.Tensor:
-        gate = 2.0 * self.sigmoid(self.expand_mask(x))
-        return v.add(gate * row.add(column))
+        return v.add(self.gate(self.expand_mask(x)) * row.add(column))
 
 
 class UpsampleModule(nn.Module):

@@ -25,7 +25,8 @@ import torch.nn.functional as F
 
 from .base import InputContract, SegmentationModel
 from .components import IMAGE, LOGITS, Component
-from .layers import Conv2d_BN, ConvBN, HSigmoid, InvertedResidual, Mlp, make_divisible, resize
+from .layers import (Conv2d_BN, ConvBN, HSigmoid, InvertedResidual, Mlp, make_divisible,
+                     project_qkv, resize)
 
 # The pyramid pooling averages every level down to 1/64. Only when each level is an exact integer
 # multiple of that size is adaptive pooling a fixed-kernel average that exports faithfully.
@@ -102,11 +103,50 @@ def run_rows(rows: nn.ModuleList, first: int, out_indices: tuple[int, ...],
     return outs
 
 
-def pyramid_pool(inputs: list[torch.Tensor], stride: int) -> torch.Tensor:
-    """Average-pool every level to the last level's size / stride and concatenate on channels."""
-    h, w = inputs[-1].shape[-2:]
-    size = ((h - 1) // stride + 1, (w - 1) // stride + 1)
-    return torch.cat([F.adaptive_avg_pool2d(t, size) for t in inputs], dim=1)
+class PyramidPoolAgg(nn.Module):
+    """Average-pool every level to the last level's size / stride, concatenate on channels.
+
+    Weightless; export swaps in a fixed-kernel form (``export/rewrites.py``).
+    """
+
+    def __init__(self, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        h, w = inputs[-1].shape[-2:]
+        size = ((h - 1) // self.stride + 1, (w - 1) // self.stride + 1)
+        return torch.cat([F.adaptive_avg_pool2d(t, size) for t in inputs], dim=1)
+
+
+class TokenAttention(nn.Module):
+    """softmax(q k^T) v per head over all tokens, as the official code writes it (4-D matmuls).
+
+    Weightless, so export can swap in a deploy form (``export/rewrites.py``).
+    """
+
+    def __init__(self, num_heads: int, key_dim: int, d: int) -> None:
+        super().__init__()
+        self.num_heads, self.key_dim, self.d = num_heads, key_dim, d
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = q.shape
+        q = q.reshape(b, self.num_heads, self.key_dim, h * w).permute(0, 1, 3, 2)
+        k = k.reshape(b, self.num_heads, self.key_dim, h * w)
+        v = v.reshape(b, self.num_heads, self.d, h * w).permute(0, 1, 3, 2)
+        attn = torch.matmul(q, k).softmax(dim=-1)
+        return torch.matmul(attn, v).permute(0, 1, 3, 2).reshape(b, self.d * self.num_heads, h, w)
+
+
+class ChannelSplit(nn.Module):
+    """``t.split(widths, dim=1)``, weightless so export can swap in slices."""
+
+    def __init__(self, widths: tuple[int, ...]) -> None:
+        super().__init__()
+        self.widths = list(widths)
+
+    def forward(self, t: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return t.split(self.widths, dim=1)
 
 
 class Attention(nn.Module):
@@ -126,15 +166,10 @@ class Attention(nn.Module):
         self.to_k = Conv2d_BN(dim, nh_kd)
         self.to_v = Conv2d_BN(dim, self.dh)
         self.proj = nn.Sequential(nn.ReLU6(), Conv2d_BN(self.dh, dim, bn_weight_init=0))
+        self.attention = TokenAttention(num_heads, key_dim, self.d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = x.shape
-        q = self.to_q(x).reshape(b, self.num_heads, self.key_dim, h * w).permute(0, 1, 3, 2)
-        k = self.to_k(x).reshape(b, self.num_heads, self.key_dim, h * w)
-        v = self.to_v(x).reshape(b, self.num_heads, self.d, h * w).permute(0, 1, 3, 2)
-        attn = torch.matmul(q, k).softmax(dim=-1)
-        xx = torch.matmul(attn, v).permute(0, 1, 3, 2).reshape(b, self.dh, h, w)
-        return self.proj(xx)
+        return self.proj(self.attention(*project_qkv(self, x)))
 
 
 class TopBlock(nn.Module):
@@ -182,16 +217,18 @@ class TopFormerBackbone(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.tpm = TokenPyramidModule(cfg.cfgs, cfg.out_indices)
+        self.ppa = PyramidPoolAgg(cfg.c2t_stride)
         self.trans = TopBasicLayer(sum(cfg.channels), cfg)
+        self.split = ChannelSplit(cfg.channels)
         self.SIM = nn.ModuleList(
             InjectionMultiSum(c, cfg.injection_width) if i in cfg.decode_out_indices
             else nn.Identity() for i, c in enumerate(cfg.channels))
 
     def semantics(self, pyramid: list[torch.Tensor]) -> torch.Tensor:
-        return self.trans(pyramid_pool(pyramid, self.cfg.c2t_stride))
+        return self.trans(self.ppa(pyramid))
 
     def inject(self, pyramid: list[torch.Tensor], semantics: torch.Tensor) -> list[torch.Tensor]:
-        parts = semantics.split(list(self.cfg.channels), dim=1)
+        parts = self.split(semantics)
         return [self.SIM[i](pyramid[i], parts[i]) for i in self.cfg.decode_out_indices]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -236,25 +273,25 @@ class TopFormerContext(Component):
         self.out_indices = tpm.out_indices
         self.first = tpm.out_indices[1] + 1
         self.rows = tpm.rows(self.first, len(tpm.layers))
+        self.ppa = backbone.ppa
         self.trans = backbone.trans
-        self.stride = backbone.cfg.c2t_stride
 
     def forward(self, p1: torch.Tensor, p2: torch.Tensor) -> tuple[torch.Tensor, ...]:
         p3, p4 = run_rows(self.rows, self.first, self.out_indices, p2)
-        return p3, p4, self.trans(pyramid_pool([p1, p2, p3, p4], self.stride))
+        return p3, p4, self.trans(self.ppa([p1, p2, p3, p4]))
 
 
 class TopFormerSpatial(Component):
     def __init__(self, backbone: TopFormerBackbone) -> None:
         super().__init__("spatial", ("pyramid2", "pyramid3", "pyramid4", "semantics"),
                          _names("injected", range(1, 4)))
-        self.channels = list(backbone.cfg.channels)
+        self.split = backbone.split
         # Level 0 (1/4) is not injected (``SIM.0`` is an identity), so it is not an input here.
         self.sim = nn.ModuleList(backbone.SIM[1:])
 
     def forward(self, p2: torch.Tensor, p3: torch.Tensor, p4: torch.Tensor,
                 semantics: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        parts = semantics.split(self.channels, dim=1)[1:]
+        parts = self.split(semantics)[1:]
         return tuple(sim(local, part) for sim, local, part in zip(self.sim, (p2, p3, p4), parts))
 
 

@@ -127,7 +127,8 @@ def _outputs(model: Model) -> list[dict]:
     for i, array in enumerate(model.binding.copy_outputs_to_cpu()):
         path = os.path.join(folder, f"output{i}.bin")
         np.ascontiguousarray(array).tofile(path)
-        records.append({"path": path, "dtype": str(array.dtype), "shape": list(array.shape)})
+        records.append({"path": path, "dtype": str(array.dtype), "shape": list(array.shape),
+                        "dim_order": list(range(array.ndim))})
     return records
 
 

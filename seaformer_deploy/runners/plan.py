@@ -103,3 +103,14 @@ def parse_result(text: str) -> RunResult:
 
 def load_result(path: Path) -> RunResult:
     return parse_result(Path(path).read_text())
+
+
+def read_output(record: dict, path: Path | None = None) -> np.ndarray:
+    """A runner's output file as a logical array (N, C, H, W order), whatever its memory order.
+
+    ``record`` is the runner's description (dtype, shape, dim_order); ``path`` overrides where
+    the bytes are (a copy pulled from a device)."""
+    order = record.get("dim_order") or list(range(len(record["shape"])))
+    stored = [record["shape"][d] for d in order]
+    array = np.fromfile(path or record["path"], dtype=record["dtype"]).reshape(stored)
+    return np.ascontiguousarray(array.transpose(np.argsort(order)))

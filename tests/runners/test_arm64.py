@@ -6,12 +6,12 @@ import os
 import shutil
 import subprocess
 
-import numpy as np
 import pytest
 
 from seaformer_deploy.bench.run import device_parity
 from seaformer_deploy.runners.native import CROSS_CXX, build_runner
-from seaformer_deploy.runners.plan import PlannedModel, Protocol, load_result, plan_text
+from seaformer_deploy.runners.plan import (PlannedModel, Protocol, load_result, plan_text,
+                                           read_output)
 
 QEMU = "qemu-aarch64-static"
 SYSROOT = "/usr/aarch64-linux-gnu"
@@ -34,8 +34,7 @@ def test_linux_arm64_runner_under_qemu(tmp_path, small_export):
     models = []
     for name in names:
         (tmp_path / name).mkdir()
-        inputs = tuple(str(small_export.folder / f"tensors/{t['name']}.{t['dtype']}.bin")
-                       for t in arts[name]["inputs"])
+        inputs = tuple(str(small_export.folder / t["file"]) for t in arts[name]["inputs"])
         models.append(PlannedModel(name, str(small_export.folder / name), inputs,
                                    str(tmp_path / name)))
     protocol = Protocol(core=0, warmup_iterations=1, warmup_seconds=0.0, iterations=1,
@@ -49,7 +48,6 @@ def test_linux_arm64_runner_under_qemu(tmp_path, small_export):
     result = load_result(tmp_path / "result.json")
     for name in names:
         run = result.models[name]
-        outputs = [np.fromfile(o["path"], dtype=o["dtype"]).reshape(o["shape"])
-                   for o in run.outputs]
+        outputs = [read_output(o) for o in run.outputs]
         parity = device_parity(arts[name], outputs, small_export.folder)
         assert parity["passed"], (name, parity["worst"], parity["failures"])

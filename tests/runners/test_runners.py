@@ -11,7 +11,8 @@ import pytest
 from seaformer_deploy.bench.run import device_parity
 from seaformer_deploy.devices import LocalDevice
 from seaformer_deploy.runners.native import build_runner
-from seaformer_deploy.runners.plan import PlannedModel, Protocol, load_result, plan_text
+from seaformer_deploy.runners.plan import (PlannedModel, Protocol, load_result, plan_text,
+                                           read_output)
 
 QUICK = Protocol(warmup_iterations=3, warmup_seconds=0.0, iterations=12, min_seconds=0.0,
                  rounds=3)
@@ -35,8 +36,7 @@ def _plan(tmp_path, export, names, core, protocol=QUICK):
     for name in names:
         out = tmp_path / "out" / name
         out.mkdir(parents=True)
-        inputs = tuple(str(folder / f"tensors/{t['name']}.{t['dtype']}.bin")
-                       for t in arts[name]["inputs"])
+        inputs = tuple(str(folder / t["file"]) for t in arts[name]["inputs"])
         models.append(PlannedModel(name, str(folder / name), inputs, str(out)))
     plan = tmp_path / "plan.txt"
     plan.write_text(plan_text(protocol.__class__(**{**protocol.__dict__, "core": core}), models))
@@ -52,11 +52,10 @@ def _run(cmd, tmp_path):
 
 
 def _outputs(model_run):
-    return [np.fromfile(o["path"], dtype=o["dtype"]).reshape(o["shape"])
-            for o in model_run.outputs]
+    return [read_output(o) for o in model_run.outputs]
 
 
-PTE = ["model.fp32.pte", "context.fp32.pte", "model.fp16.pte", "head.fp16.pte"]
+PTE = ["model.fp32.pte", "context.fp32.pte", "model.fp16.pte", "head.fp16.pte"]  # channels-last
 ONNX = ["model.fp32.onnx", "stem.fp16.onnx", "context.fp32.onnx"]
 
 
@@ -78,6 +77,8 @@ def test_runner_pins_measures_and_matches_pytorch(kind, tmp_path, small_export, 
         assert run.warmup_iterations >= QUICK.warmup_iterations and run.load_ms > 0
         parity = device_parity(arts[name], _outputs(run), small_export.folder)
         assert parity["passed"], (name, parity["failures"])
+        expected = [t["dim_order"] for t in arts[name]["outputs"]]
+        assert [o["dim_order"] for o in run.outputs] == expected
 
 
 def test_rounds_interleave_models(tmp_path, small_export, host_runner, core):
@@ -112,3 +113,12 @@ def test_build_is_cached(host_runner):
     assert again.binary == host_runner.binary and again.digest == host_runner.digest
     assert {p.name for p in again.libraries} >= {"libexecutorch.so",
                                                  "libexecutorch_backend_xnnpack.so"}
+
+
+def test_read_output_undoes_the_memory_order(tmp_path):
+    logical = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
+    path = tmp_path / "out.bin"
+    np.ascontiguousarray(logical.transpose(0, 2, 3, 1)).tofile(path)
+    record = {"path": str(path), "dtype": "float32", "shape": [2, 3, 4, 5],
+              "dim_order": [0, 2, 3, 1]}
+    assert np.array_equal(read_output(record), logical)

@@ -171,7 +171,12 @@ void load(Model& m) {
       die(m.plan.id + ": input " + m.plan.inputs[i] + " has " + std::to_string(bytes.size()) +
           " bytes, the program expects " + std::to_string(info->nbytes()));
     std::vector<executorch::aten::SizesType> sizes(info->sizes().begin(), info->sizes().end());
-    m.input_tensors.push_back(make_tensor_ptr(sizes, bytes.data(), info->scalar_type()));
+    // The program fixes each input's memory order (e.g. channels-last); the file holds the
+    // bytes in that order.
+    std::vector<executorch::aten::DimOrderType> order(info->dim_order().begin(),
+                                                      info->dim_order().end());
+    m.input_tensors.push_back(make_tensor_ptr(sizes, bytes.data(), order, {},
+                                              info->scalar_type()));
     m.input_values.emplace_back(m.input_tensors.back());
   }
   m.load_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
@@ -273,9 +278,12 @@ std::string write_outputs(Model& m) {
     std::ofstream f(file, std::ios::binary);
     if (!f) die("cannot write " + file);
     f.write(static_cast<const char*>(tensor.const_data_ptr()), tensor.nbytes());
+    // Bytes are written in the tensor's memory order (dim_order), e.g. NHWC for channels-last.
     std::vector<long> shape(tensor.sizes().begin(), tensor.sizes().end());
+    std::vector<int> order(tensor.dim_order().begin(), tensor.dim_order().end());
     out << (i ? "," : "") << "{\"path\":" << json_string(file) << ",\"dtype\":\""
-        << dtype_name(tensor.scalar_type()) << "\",\"shape\":" << json_list(shape) << '}';
+        << dtype_name(tensor.scalar_type()) << "\",\"shape\":" << json_list(shape)
+        << ",\"dim_order\":" << json_list(order) << '}';
   }
   out << ']';
   return out.str();
