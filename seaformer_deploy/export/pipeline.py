@@ -58,12 +58,14 @@ class ExportOptions:
     pte_layout: str = "nhwc"
     seed: int = 0
     samples: int = len(SAMPLE_NAMES)
+    extra_work: int = 0            # identity convolutions on the logits (gate validation only)
     force: bool = False
 
     def folder(self, size: tuple[int, int]) -> Path:
         naive = "" if self.rewrites else "_naive"
-        return (self.out_root
-                / f"{get_spec(self.model).name}_{size[0]}x{size[1]}_{self.output}{naive}")
+        extra = f"_extra{self.extra_work}" if self.extra_work else ""
+        return (self.out_root / f"{get_spec(self.model).name}_{size[0]}x{size[1]}_{self.output}"
+                                f"{naive}{extra}")
 
 
 @dataclass
@@ -137,6 +139,8 @@ def _check_options(opts: ExportOptions) -> None:
         raise UserError(f"--pte-layout takes nchw or nhwc, got {opts.pte_layout!r}.")
     if opts.output not in OUTPUT_MODES:
         raise UserError(f"--output takes {' or '.join(OUTPUT_MODES)}, got {opts.output!r}.")
+    if opts.extra_work < 0:
+        raise UserError(f"--extra-work takes a count >= 0, got {opts.extra_work}.")
     if not 1 <= opts.samples <= len(SAMPLE_NAMES):
         raise UserError(f"--samples takes 1..{len(SAMPLE_NAMES)}, got {opts.samples}.")
 
@@ -150,6 +154,7 @@ def _identity(opts: ExportOptions, size: tuple[int, int], images: torch.Tensor) 
             "formats": sorted(opts.formats), "precisions": sorted(opts.precisions),
             "components": opts.components, "fp32_io": opts.fp32_io, "rewrites": opts.rewrites,
             "ort_forms": opts.ort_forms, "pte_layout": opts.pte_layout,
+            "extra_work": opts.extra_work,
             "samples": mf.sha256_bytes(images.numpy().tobytes()), "tools": mf.tool_versions()}
 
 
@@ -174,7 +179,7 @@ def _export_into(staging: Path, model: SegmentationModel, weights: dict, opts: E
     tensors = _write_tensors(staging, env, opts)
     deploy = fold_batchnorm(model)
     applied = deploy_form(deploy, images[:1]) if opts.rewrites else []
-    units = build_units(deploy, opts.output, size, opts.components)
+    units = build_units(deploy, opts.output, size, opts.components, opts.extra_work)
     jobs = [(u, f, p) for u in units for f in opts.formats for p in opts.precisions]
     artifacts, fp32_onnx = [], {}
     for done, (unit, fmt, precision) in enumerate(jobs):
@@ -198,7 +203,8 @@ def _export_into(staging: Path, model: SegmentationModel, weights: dict, opts: E
                   "num_classes": model.num_classes, "params": count_params(model),
                   "class_names": ckpt.class_names if ckpt else None},
         "weights": weights,
-        "deploy_form": {"batchnorm_folded": True, "rewrites": [asdict(a) for a in applied]},
+        "deploy_form": {"batchnorm_folded": True, "rewrites": [asdict(a) for a in applied],
+                        "extra_work": opts.extra_work},
         "input": {"name": IMAGE, "size": list(size), "layout": "NCHW", "dtype": "float32",
                   "normalization": {"color": "RGB", "mean": list(MEAN), "std": list(STD)}},
         "output": {"mode": opts.output, "name": units[0].output_names[0]},
