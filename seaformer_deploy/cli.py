@@ -164,6 +164,9 @@ def export_cmd(
         help="Memory order of the .pte artifacts' 4-D inputs and outputs: nhwc (channels-last, "
              "no layout transposes at the graph's edges) or nchw.")] = "nhwc",
     seed: Annotated[int, typer.Option(help="Seed of the synthetic weights (no checkpoint).")] = 0,
+    extra_work: Annotated[int, typer.Option(
+        help="Gate validation only: append N identity depthwise convolutions to the logits of "
+             "the model and head (outputs unchanged, latency up; folder suffix _extraN).")] = 0,
     force: Annotated[bool, typer.Option(help="Re-export even if a matching export exists.")
                      ] = False,
 ) -> None:
@@ -177,7 +180,7 @@ def export_cmd(
         input_size=parse_size(input_size), formats=_csv(formats), precisions=_csv(precisions),
         components=components, output=output.strip().lower(), out_root=out,
         parity_gate=parity_gate, fp32_io=fp32_io, rewrites=rewrites, ort_forms=ort_forms,
-        pte_layout=pte_layout.strip().lower(), seed=seed, force=force)
+        pte_layout=pte_layout.strip().lower(), seed=seed, extra_work=extra_work, force=force)
     try:
         result = _run_with_progress(lambda progress: export(opts, progress), "exporting")
     except ParityError as exc:
@@ -268,6 +271,114 @@ def report_show_cmd(folder: Annotated[Path, typer.Argument(help="A report folder
     from .reports.show import render
 
     render(load_report(folder), console)
+
+
+@app.command("gate")
+@user_errors
+def gate_cmd(
+    baseline: Annotated[Optional[Path], typer.Option(
+        help="Baseline report (folder or report.json); default: the committed baseline for the "
+             "candidate's device fingerprint under --baselines.")] = None,
+    candidate: Annotated[Optional[Path], typer.Option(help="Candidate report.")] = None,
+    ab: Annotated[bool, typer.Option(
+        "--ab", help="Interleaved A/B: measure --baseline-artifacts and --candidate-artifacts "
+                     "side by side on one core now, and decide on the paired rounds.")] = False,
+    device: Annotated[Optional[str], typer.Option(help="A/B: local (default) or an adb serial.")
+                      ] = None,
+    baseline_artifacts: Annotated[Optional[Path], typer.Option(
+        help="A/B: the baseline export folder.")] = None,
+    candidate_artifacts: Annotated[Optional[Path], typer.Option(
+        help="A/B: the candidate export folder.")] = None,
+    formats: Annotated[Optional[str], typer.Option(
+        help="Comma-separated formats to gate (default: all in reports; pte in A/B).")] = None,
+    precisions: Annotated[Optional[str], typer.Option(
+        help="Comma-separated precisions (default: all in reports; fp32,fp16 in A/B).")] = None,
+    units: Annotated[Optional[str], typer.Option(
+        help="Comma-separated units: model, stem, context, spatial, head (default: all).")
+    ] = None,
+    min_effect: Annotated[float, typer.Option(
+        help="Smallest slowdown that is a regression (0.05 = 5 %).")] = 0.05,
+    alpha: Annotated[float, typer.Option(help="One-sided significance level of the rank test.")
+                     ] = 0.01,
+    unstable_is_failure: Annotated[bool, typer.Option(
+        "--unstable-is-failure", help="Exit 1 (not 3) when a result is unstable.")] = False,
+    core: Annotated[Optional[int], typer.Option(help="A/B: CPU to pin (default: the fastest).")
+                    ] = None,
+    blocks: Annotated[int, typer.Option(help="A/B: runner processes, alternating which side "
+                                             "goes first.")] = 4,
+    rounds: Annotated[int, typer.Option(help="A/B: paired rounds per block.")] = 8,
+    iterations: Annotated[int, typer.Option(help="A/B: timed iterations per side per round.")
+                          ] = 5,
+    warmup: Annotated[int, typer.Option(help="A/B: warm-up iterations per artifact and block.")
+                      ] = 5,
+    json_out: Annotated[Optional[Path], typer.Option(
+        "--json", help="Also write the verdict JSON here.")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the verdict folders.")
+                   ] = Path("reports") / "gate",
+    baselines: Annotated[Path, typer.Option(help="Committed baselines root.")
+                         ] = Path("reports") / "baselines",
+) -> None:
+    """Decide whether a candidate is slower than a baseline: exit 0 pass, 1 regression,
+    2 error or incomparable, 3 unstable (see docs/ci.md)."""
+    from .gate import baselines as bl
+    from .gate.ab import ABOptions, gate_ab, measurements, run_ab
+    from .gate.compare import GateError, Selection, compare_reports
+    from .gate.output import markdown, write
+    from .gate.verdict import Rule
+    from .reports import load_report
+
+    try:
+        rule = Rule(alpha=alpha, min_effect=min_effect)
+    except ValueError as exc:
+        raise GateError(f"{exc}; see --alpha and --min-effect.") from None
+    pick = lambda text, default: _csv(text) if text else default  # noqa: E731
+    extra = None
+    if ab:
+        if baseline_artifacts is None or candidate_artifacts is None:
+            raise GateError("--ab needs --baseline-artifacts DIR and --candidate-artifacts DIR "
+                            "(export folders).")
+        selection = Selection(pick(formats, ("pte",)), pick(precisions, ("fp32", "fp16")),
+                              pick(units, None))
+        opts = ABOptions(baseline_artifacts, candidate_artifacts, device, selection, core,
+                         blocks, rounds, iterations, warmup)
+        run = _run_with_progress(lambda p: run_ab(opts, p), "A/B")
+        result = gate_ab(run, rule, unstable_is_failure)
+        extra = {"measurements": measurements(run)}
+    else:
+        if candidate is None:
+            raise GateError("pass --candidate REPORT (and --baseline REPORT, or rely on the "
+                            "committed baseline), or --ab with two export folders.")
+        cand = load_report(candidate)
+        base_path = baseline if baseline is not None else bl.find(cand, baselines)
+        selection = Selection(pick(formats, None), pick(precisions, None), pick(units, None))
+        result = compare_reports(load_report(base_path), cand, rule, selection,
+                                 (str(base_path), str(candidate)), unstable_is_failure)
+    folder = write(result, out, json_out, extra)
+    console.print(markdown(result), highlight=False, markup=False, soft_wrap=True)
+    console.print(f"verdict: {folder / 'verdict.json'}", highlight=False)
+    raise typer.Exit(result.exit_code)
+
+
+baseline_app = typer.Typer(help="Committed baselines for gating.", no_args_is_help=True)
+app.add_typer(baseline_app, name="baseline")
+
+
+@baseline_app.command("update")
+@user_errors
+def baseline_update_cmd(
+    report: Annotated[Path, typer.Argument(help="The report to accept (folder or report.json).")],
+    baselines: Annotated[Path, typer.Option(help="Committed baselines root.")
+                         ] = Path("reports") / "baselines",
+    force: Annotated[bool, typer.Option(help="Accept even if on-device parity failed.")
+                     ] = False,
+) -> None:
+    """Accept a complete report as the baseline for its device fingerprint, model and size."""
+    from .gate.baselines import update
+
+    path, previous = update(report, baselines, force)
+    replaced = f" (replaces the run of {previous['created']})" if previous else ""
+    console.print(f"baseline: [bold]{path}[/]{replaced}; commit it to gate against it.",
+                  highlight=False)
 
 
 runner_app = typer.Typer(help="The native benchmark runner.", no_args_is_help=True)

@@ -102,7 +102,7 @@ def bench(opts: BenchOptions, progress: Progress | None = None,
     choice = device.choose_core(info, opts.core)
     protocol = replace(opts.protocol, core=choice.core)
     selected = _select(manifest, opts, device)
-    runners = _runners(selected, device, progress)
+    runners = build_runners(selected, device, progress)
     staged = _stage(folder, manifest, selected, runners, device)
     measurements = {a["path"]: Measurement(a) for a in selected}
     run = BenchRun(manifest, folder, opts, info, choice, protocol, runners, [],
@@ -145,7 +145,7 @@ def _select(manifest: dict, opts: BenchOptions, device: Device) -> list[dict]:
     return chosen
 
 
-def _runners(selected: list[dict], device: Device, progress: Progress | None) -> dict:
+def build_runners(selected: list[dict], device: Device, progress: Progress | None) -> dict:
     runners = {}
     formats = {a["format"] for a in selected}
     if "pte" in formats:
@@ -171,7 +171,7 @@ def _runners(selected: list[dict], device: Device, progress: Progress | None) ->
 
 @dataclass
 class Staged:
-    paths: dict[str, str]           # name relative to the export folder (or file name) -> device
+    paths: dict[str, str]           # local name (see stage_files) -> path on the device
     workdir: str
 
 
@@ -179,18 +179,30 @@ def _stage(folder: Path, manifest: dict, selected: list[dict], runners: dict[str
            device: Device) -> Staged:
     local = {a["path"]: folder / a["path"] for a in selected}
     local |= {t["path"]: folder / t["path"] for t in manifest["tensors"]}
+    staged = stage_files(device, local, runners)
+    make_dirs(device, [f"{staged.workdir}/outputs/{a['path']}" for a in selected])
+    return staged
+
+
+def stage_files(device: Device, local: dict[str, Path], runners: dict[str, Runner]) -> Staged:
+    """Put ``local`` (name -> file) and the runners' files on the device; point each runner's
+    command at its staged binary."""
+    local = dict(local)
     for runner in runners.values():
         local |= {f.name: f for f in runner.files}
     where = device.stage(list(local.values()))
     paths = {name: where[path] for name, path in local.items()}
     if "pte" in runners:
         runners["pte"].argv = [paths[runners["pte"].files[0].name]]
-    workdir = device.workdir()
-    folders = " ".join(shlex.quote(f"{workdir}/outputs/{a['path']}") for a in selected)
-    made = device.shell(f"mkdir -p {folders}")
+    return Staged(paths, device.workdir())
+
+
+def make_dirs(device: Device, folders: list[str]) -> None:
+    if not folders:
+        return
+    made = device.shell("mkdir -p " + " ".join(shlex.quote(f) for f in folders))
     if made.returncode != 0:
         raise BenchError(f"cannot create the work folders on {device.name}: {made.stderr}")
-    return Staged(paths, workdir)
 
 
 def block_plan(selected: list[dict], blocks: int) -> list[tuple[str, list[dict]]]:
@@ -214,17 +226,24 @@ def block_protocol(protocol: Protocol, blocks: int) -> Protocol:
 def _run_block(device: Device, runner: Runner, arts: list[dict], staged: Staged,
                protocol: Protocol, opts: BenchOptions, index: int,
                with_outputs: bool) -> tuple[dict, RunResult]:
-    proto = block_protocol(protocol, opts.blocks)
     models = [PlannedModel(a["path"], staged.paths[a["path"]],
                            tuple(staged.paths[t["file"]] for t in a["inputs"]),
                            f"{staged.workdir}/outputs/{a['path']}" if with_outputs else None)
               for a in arts]
-    plan_path = f"{staged.workdir}/plan-{index}.txt"
-    result_path = f"{staged.workdir}/result-{index}.json"
-    device.write_text(plan_path, plan_text(proto, models))
+    return run_plan(device, runner, models, block_protocol(protocol, opts.blocks),
+                    staged.workdir, index)
+
+
+def run_plan(device: Device, runner: Runner, models: list[PlannedModel], protocol: Protocol,
+             workdir: str, index: int) -> tuple[dict, RunResult]:
+    """One runner process over ``models``, with the device state read before and after."""
+    plan_path = f"{workdir}/plan-{index}.txt"
+    result_path = f"{workdir}/result-{index}.json"
+    device.write_text(plan_path, plan_text(protocol, models))
     before = device.state()
     started = time.perf_counter()
-    proc = device.run([*runner.argv, plan_path, result_path], timeout=_timeout(proto, len(arts)))
+    proc = device.run([*runner.argv, plan_path, result_path],
+                      timeout=_timeout(protocol, len(models)))
     wall = time.perf_counter() - started
     after = device.state()
     if proc.returncode != 0:
@@ -232,8 +251,8 @@ def _run_block(device: Device, runner: Runner, arts: list[dict], staged: Staged,
         raise BenchError(f"the {runner.format} runner failed (exit {proc.returncode}) in block "
                          f"{index + 1}:\n{tail}")
     result = parse_result(device.read_text(result_path))
-    block = {"index": index, "format": runner.format, "artifacts": [a["path"] for a in arts],
-             "protocol": asdict(proto), "state_before": before.to_dict(),
+    block = {"index": index, "format": runner.format, "artifacts": [m.id for m in models],
+             "protocol": asdict(protocol), "state_before": before.to_dict(),
              "state_after": after.to_dict(), "wall_seconds": round(wall, 3),
              "pinned": result.pinned, "pin_error": result.pin_error,
              "threads": result.threads, "peak_rss_kb": result.peak_rss_kb,

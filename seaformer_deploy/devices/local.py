@@ -61,4 +61,16 @@ class LocalDevice(Device):
 
     def properties(self) -> dict[str, str]:
         return {"os": f"{platform.system()} {platform.release()}", "machine": platform.machine(),
-                "hostname": platform.node(), "python": platform.python_version()}
+                "model": _dmi_product(), "hostname": platform.node(),
+                "python": platform.python_version()}
+
+
+def _dmi_product() -> str:
+    """The machine's vendor and product name (the host's analogue of a phone model), if exposed."""
+    parts = []
+    for name in ("sys_vendor", "product_name"):
+        try:
+            parts.append(Path(f"/sys/class/dmi/id/{name}").read_text().strip())
+        except OSError:
+            pass
+    return " ".join(p for p in parts if p) or "unknown"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 from datetime import datetime, timezone
 
 import numpy as np
@@ -103,17 +102,24 @@ def component_breakdown(artifacts: list[dict]) -> list[dict]:
 
 def fingerprint(run: BenchRun) -> dict:
     """What must match for two reports' latencies to be comparable."""
-    topo = run.info.topology
-    core = topo.core(run.choice.core)
     state = run.blocks[0]["state_before"] if run.blocks else {}
+    return device_fingerprint(run.info, run.choice.core, state,
+                              {f: r.identity for f, r in run.runners.items()})
+
+
+def device_fingerprint(info, core_index: int, state: dict, runners: dict[str, dict]) -> dict:
+    """SoC and device model, OS build, the pinned core (type, top frequency, governor) and the
+    runtime versions, with a short digest of them all."""
+    topo = info.topology
+    core = topo.core(core_index)
     fields = {
-        "kind": run.info.kind, "cpu_model": topo.cpu_model,
-        "device_model": run.info.properties.get("model") or platform.node(),
-        "os": run.info.properties.get("os_build") or run.info.properties.get("os"),
-        "core": run.choice.core, "core_type": core.core_type if core else None,
+        "kind": info.kind, "cpu_model": topo.cpu_model,
+        "device_model": info.properties.get("model"),
+        "os": info.properties.get("os_build") or info.properties.get("os"),
+        "core": core_index, "core_type": core.core_type if core else None,
         "core_max_khz": core.max_khz if core else None,
-        "governor": (state.get("governors") or {}).get(str(run.choice.core)),
-        "runtimes": {f: r.identity.get("runtime_version") for f, r in run.runners.items()},
+        "governor": (state.get("governors") or {}).get(str(core_index)),
+        "runtimes": {f: r.get("runtime_version") for f, r in runners.items()},
     }
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
     return {"fields": fields, "digest": digest}

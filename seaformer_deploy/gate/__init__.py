@@ -1,0 +1,1 @@
+"""Latency gating: is a candidate slower than a baseline? (``seaformer-deploy gate``)."""

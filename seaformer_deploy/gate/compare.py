@@ -1,0 +1,147 @@
+"""Gate two benchmark reports: comparability first, then one verdict per artifact.
+
+Two reports are comparable when the device fingerprint (SoC and model, OS build, core, its type
+and top frequency, governor, runtime versions), the model, its input size and output mode, and
+the thread count agree; an artifact (model or component, format, precision) is compared only
+with the artifact of the same name. Anything else is INCOMPARABLE: a latency from another device
+or another runtime says nothing about a regression.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import UserError
+from .stats import Shift, unpaired_shift
+from .verdict import INCOMPARABLE, Rule, decide, exit_code
+
+
+class GateError(UserError):
+    """Bad or unusable input (missing or corrupt report, interrupted run): exit 2."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which artifacts to gate; ``None`` takes all."""
+
+    formats: tuple[str, ...] | None = None
+    precisions: tuple[str, ...] | None = None
+    units: tuple[str, ...] | None = None
+
+    def keeps(self, artifact: dict) -> bool:
+        return all(allowed is None or artifact[key] in allowed for key, allowed in (
+            ("format", self.formats), ("precision", self.precisions), ("unit", self.units)))
+
+
+@dataclass
+class Row:
+    artifact: str
+    unit: str
+    format: str
+    precision: str
+    verdict: str
+    reason: str
+    shift: Shift | None = None
+
+    def to_dict(self) -> dict:
+        return {"artifact": self.artifact, "unit": self.unit, "format": self.format,
+                "precision": self.precision, "verdict": self.verdict, "reason": self.reason,
+                "shift": self.shift.to_dict() if self.shift else None}
+
+
+@dataclass
+class GateResult:
+    mode: str                        # "reports" or "ab"
+    rule: Rule
+    rows: list[Row]
+    baseline: dict                   # what was compared: source, model, device, ...
+    candidate: dict
+    notes: list[str] = field(default_factory=list)
+    unstable_is_failure: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code([r.verdict for r in self.rows], self.unstable_is_failure)
+
+
+def identity(report: dict, source: str) -> dict:
+    """What a verdict file records about one side."""
+    export = report["export"]
+    return {"source": source, "created": report["created"], "status": report["status"],
+            "model": export["model"]["name"], "input_size": export["input"]["size"],
+            "output": export["output"]["mode"], "weights": export["weights"],
+            "device": report["device"]["name"], "fingerprint": report["device"]["fingerprint"]}
+
+
+def compare_reports(baseline: dict, candidate: dict, rule: Rule, selection: Selection,
+                    sources: tuple[str, str] = ("baseline", "candidate"),
+                    unstable_is_failure: bool = False) -> GateResult:
+    for report, name in zip((baseline, candidate), ("baseline", "candidate"), strict=True):
+        if report["status"] != "complete":
+            raise GateError(f"the {name} report is {report['status']}, not complete: its samples "
+                            f"are partial. Re-run the benchmark.")
+    mismatch = report_mismatch(baseline, candidate)
+    arts_a = {a["path"]: a for a in baseline["artifacts"] if selection.keeps(a)}
+    arts_b = {a["path"]: a for a in candidate["artifacts"] if selection.keeps(a)}
+    rows = []
+    for path in sorted(arts_a.keys() | arts_b.keys(), key=_artifact_order):
+        a, b = arts_a.get(path), arts_b.get(path)
+        meta = a or b
+        row = Row(path, meta["unit"], meta["format"], meta["precision"], INCOMPARABLE, "")
+        if mismatch:
+            row.reason = mismatch
+        elif a is None or b is None:
+            row.reason = f"not measured in the {'baseline' if a is None else 'candidate'}"
+        else:
+            row.shift = unpaired_shift(np.asarray(a["samples_ms"]), np.asarray(b["samples_ms"]),
+                                       rule.confidence)
+            row.verdict, row.reason = decide(row.shift, rule)
+        rows.append(row)
+    if not rows:
+        raise GateError("no artifact of either report matches --formats/--precisions/--units.")
+    result = GateResult("reports", rule, rows, identity(baseline, sources[0]),
+                        identity(candidate, sources[1]), unstable_is_failure=unstable_is_failure)
+    result.notes += _parity_notes(candidate)
+    return result
+
+
+def report_mismatch(a: dict, b: dict) -> str:
+    """Why two reports cannot be compared, or '' when they can."""
+    fa, fb = a["device"]["fingerprint"], b["device"]["fingerprint"]
+    problems = [f"device {key}: {fa['fields'].get(key)!r} vs {fb['fields'].get(key)!r}"
+                for key in sorted(fa["fields"].keys() | fb["fields"].keys())
+                if fa["fields"].get(key) != fb["fields"].get(key)]
+    ea, eb = a["export"], b["export"]
+    problems += export_mismatch(ea, eb)
+    if a["protocol"]["threads"] != b["protocol"]["threads"]:
+        problems.append(f"threads: {a['protocol']['threads']} vs {b['protocol']['threads']}")
+    return "; ".join(problems)
+
+
+def export_mismatch(a: dict, b: dict) -> list[str]:
+    """Model, input size, output mode, classes: what makes two exports different workloads.
+
+    ``a`` and ``b`` are manifests or a report's ``export`` section (same keys)."""
+    checks = (("model", a["model"]["name"], b["model"]["name"]),
+              ("classes", a["model"].get("num_classes"), b["model"].get("num_classes")),
+              ("input size", a["input"]["size"], b["input"]["size"]),
+              ("output", a["output"]["mode"], b["output"]["mode"]))
+    return [f"{name}: {x!r} vs {y!r}" for name, x, y in checks if x != y]
+
+
+def _parity_notes(report: dict) -> list[str]:
+    return [f"{a['path']}: the candidate failed on-device parity "
+            f"({'; '.join(a['parity']['failures'])})"
+            for a in report["artifacts"] if a.get("parity") and not a["parity"]["passed"]]
+
+
+UNIT_ORDER = ("model", "stem", "context", "spatial", "head")
+
+
+def _artifact_order(path: str) -> tuple:
+    """model, stem, context, spatial, head; then precision and format as named."""
+    unit, precision, fmt = path.split(".")[:3] if path.count(".") >= 2 else (path, "", "")
+    rank = UNIT_ORDER.index(unit) if unit in UNIT_ORDER else len(UNIT_ORDER)
+    return (fmt, precision != "fp32", precision, rank, path)

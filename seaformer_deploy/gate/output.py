@@ -1,0 +1,96 @@
+"""A gate's outputs: the Markdown table (stdout and $GITHUB_STEP_SUMMARY) and the verdict JSON."""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..export import manifest as mf
+from .compare import GateResult
+from .verdict import EXIT_ERROR, EXIT_PASS, EXIT_REGRESSION, EXIT_UNSTABLE
+
+SCHEMA_NAME = "seaformer-deploy/gate-verdict"
+SCHEMA_VERSION = 1
+VERDICT = "verdict.json"
+MODES = {"reports": "two reports (unpaired: Mann-Whitney U on the raw iterations)",
+         "ab": "interleaved A/B (paired rounds: Wilcoxon signed-rank)"}
+OUTCOMES = {EXIT_PASS: "PASS", EXIT_REGRESSION: "FAIL (regression)",
+            EXIT_ERROR: "ERROR (incomparable)", EXIT_UNSTABLE: "UNDECIDED (unstable)"}
+
+
+def outcome(result: GateResult) -> str:
+    code = result.exit_code
+    if code == EXIT_REGRESSION and "REGRESSION" not in {r.verdict for r in result.rows}:
+        return "FAIL (unstable, --unstable-is-failure)"
+    return OUTCOMES[code]
+
+
+def rule_text(result: GateResult) -> str:
+    rule = result.rule
+    return (f"REGRESSION when the candidate is slower at one-sided p < {rule.alpha:g} and a "
+            f"slowdown of {rule.min_effect:.0%} or more lies inside the "
+            f"{rule.confidence:.0%} interval of the latency ratio")
+
+
+def markdown(result: GateResult) -> str:
+    b, c = result.baseline, result.candidate
+    lines = [f"### seaformer-deploy gate: {outcome(result)} (exit {result.exit_code})", "",
+             f"{b['model']} {'x'.join(map(str, b['input_size']))} ({b['output']}) on "
+             f"{b['device']}, {MODES[result.mode]}.  ",
+             f"baseline: `{b['source']}`; candidate: `{c['source']}`.  ",
+             f"Rule: {rule_text(result)}.", "",
+             "| artifact | baseline ms | candidate ms | change | interval | p slower | n | "
+             "verdict | reason |",
+             "|---|--:|--:|--:|--:|--:|--:|---|---|"]
+    for row in result.rows:
+        s = row.shift
+        if s is None:
+            lines.append(f"| {row.artifact} | | | | | | | **{row.verdict}** | {row.reason} |")
+            continue
+        lines.append(
+            f"| {row.artifact} | {s.baseline_median_ms:.3f} | {s.candidate_median_ms:.3f} | "
+            f"{100 * (s.ratio - 1):+.1f} % | {100 * (s.ci_low - 1):+.1f} .. "
+            f"{100 * (s.ci_high - 1):+.1f} % | {s.p_slower:.2g} | "
+            f"{min(s.n_baseline, s.n_candidate)} | **{row.verdict}** | {row.reason} |")
+    lines += [f"- note: {n}" for n in result.notes]
+    return "\n".join(lines) + "\n"
+
+
+def document(result: GateResult, extra: dict | None = None) -> dict:
+    """The verdict JSON: outcome, rule, both sides' identities, one row per artifact."""
+    return {"schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": mf.command_line(), "tools": mf.tool_versions(),
+            "mode": result.mode, "outcome": outcome(result), "exit_code": result.exit_code,
+            "exit_codes": {"0": "pass (or improvement)", "1": "regression",
+                           "2": "error or incomparable", "3": "unstable"},
+            "rule": {**result.rule.to_dict(), "text": rule_text(result),
+                     "unstable_is_failure": result.unstable_is_failure},
+            "baseline": result.baseline, "candidate": result.candidate,
+            "rows": [r.to_dict() for r in result.rows], "notes": result.notes,
+            **(extra or {})}
+
+
+def write(result: GateResult, root: Path, json_path: Path | None,
+          extra: dict | None = None) -> Path:
+    """verdict.json and summary.md in a new folder under ``root`` (atomically), a copy of the
+    JSON at ``json_path``, and the table appended to $GITHUB_STEP_SUMMARY when it is set."""
+    doc = document(result, extra)
+    text = markdown(result)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{stamp}_{result.candidate['model']}_{result.mode}")
+    folder = Path(root) / name
+    with mf.StagingDir(folder) as staging:
+        mf.write_json(staging.path / VERDICT, doc)
+        (staging.path / "summary.md").write_text(text)
+        staging.commit()
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        mf.write_json(json_path, doc)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as f:
+            f.write(text + "\n")
+    return folder

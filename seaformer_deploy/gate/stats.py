@@ -1,0 +1,124 @@
+"""How much slower is B than A: a ratio, its confidence interval, and one-sided p-values.
+
+Latencies compare as ratios, so everything is computed on log latencies and reported back as
+ratios (candidate / baseline). Two designs:
+
+* **paired** (interleaved A/B): one pair per timed round, each side's median in that round. The
+  Wilcoxon signed-rank test gives the p-values; the Hodges-Lehmann estimate (median of the Walsh
+  averages of the log ratios) and its exact distribution-free interval go with that test.
+* **unpaired** (two reports): the raw iterations of each run. The Mann-Whitney U test gives the
+  p-values; the Hodges-Lehmann shift (median of all pairwise log differences) and its interval
+  go with that test.
+
+scipy provides the tests; it has no Hodges-Lehmann intervals, so those are computed here from
+the tests' null distributions (exact signed-rank distribution; normal approximation of U).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import stats as sps
+
+# Pairwise differences are computed on at most this many order statistics per side: beyond that
+# the interval is limited by the run-to-run noise, not by this thinning, and memory stays small.
+MAX_UNPAIRED = 2000
+
+
+@dataclass(frozen=True)
+class Shift:
+    """Candidate relative to baseline."""
+
+    design: str                  # "paired" or "unpaired"
+    n_baseline: int
+    n_candidate: int
+    ratio: float                 # Hodges-Lehmann estimate of candidate / baseline
+    ci_low: float
+    ci_high: float
+    confidence: float
+    p_slower: float              # one-sided: H0 "the candidate is not slower"
+    p_faster: float              # one-sided: H0 "the candidate is not faster"
+    baseline_median_ms: float
+    candidate_median_ms: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def paired_shift(baseline: np.ndarray, candidate: np.ndarray, confidence: float) -> Shift:
+    """``baseline[i]`` and ``candidate[i]`` were measured side by side (same round)."""
+    a, b = _positive(baseline), _positive(candidate)
+    if len(a) != len(b):
+        raise ValueError("paired samples need equal lengths")
+    if len(a) < 2:
+        raise ValueError("at least two pairs are needed")
+    d = np.log(b) - np.log(a)
+    walsh = np.sort(_walsh_averages(d))
+    k = _signed_rank_critical(len(d), (1 - confidence) / 2)
+    low, high = walsh[k - 1], walsh[len(walsh) - k]
+    if np.all(d == 0):
+        p_slower = p_faster = 1.0
+    else:
+        p_slower = float(sps.wilcoxon(d, alternative="greater").pvalue)
+        p_faster = float(sps.wilcoxon(d, alternative="less").pvalue)
+    return Shift("paired", len(a), len(b), math.exp(float(np.median(walsh))), math.exp(low),
+                 math.exp(high), confidence, p_slower, p_faster, float(np.median(a)),
+                 float(np.median(b)))
+
+
+def unpaired_shift(baseline: np.ndarray, candidate: np.ndarray, confidence: float) -> Shift:
+    """Independent samples (two runs)."""
+    a, b = _positive(baseline), _positive(candidate)
+    if min(len(a), len(b)) < 2:
+        raise ValueError("at least two samples per side are needed")
+    la, lb = np.log(_thin(a)), np.log(_thin(b))
+    diffs = np.sort((lb[None, :] - la[:, None]).ravel())
+    n, m = len(la), len(lb)
+    z = sps.norm.ppf(1 - (1 - confidence) / 2)
+    k = max(1, int(math.floor(n * m / 2 - z * math.sqrt(n * m * (n + m + 1) / 12))))
+    low, high = diffs[k - 1], diffs[len(diffs) - k]
+    p_slower = float(sps.mannwhitneyu(b, a, alternative="greater").pvalue)
+    p_faster = float(sps.mannwhitneyu(b, a, alternative="less").pvalue)
+    return Shift("unpaired", len(a), len(b), math.exp(float(np.median(diffs))), math.exp(low),
+                 math.exp(high), confidence, p_slower, p_faster, float(np.median(a)),
+                 float(np.median(b)))
+
+
+def _positive(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 1 or not np.all(np.isfinite(x)) or np.any(x <= 0):
+        raise ValueError("latencies must be a 1-D array of positive finite numbers")
+    return x
+
+
+def _walsh_averages(d: np.ndarray) -> np.ndarray:
+    i, j = np.triu_indices(len(d))
+    return (d[i] + d[j]) / 2
+
+
+def _thin(x: np.ndarray) -> np.ndarray:
+    """Evenly spaced order statistics: the same distribution, at most MAX_UNPAIRED values."""
+    if len(x) <= MAX_UNPAIRED:
+        return x
+    return np.quantile(x, np.linspace(0, 1, MAX_UNPAIRED))
+
+
+def signed_rank_pmf(n: int) -> np.ndarray:
+    """Exact null distribution of the Wilcoxon signed-rank statistic T+ for n pairs (no ties):
+    the number of subsets of {1..n} with each sum, over 2**n."""
+    counts = np.zeros(n * (n + 1) // 2 + 1)
+    counts[0] = 1.0
+    for rank in range(1, n + 1):
+        counts[rank:] = counts[rank:] + counts[:-rank].copy()
+        counts /= 2.0                  # keeps the values in range: after n steps, sum == 1
+    return counts
+
+
+def _signed_rank_critical(n: int, alpha: float) -> int:
+    """The largest k >= 1 with P(T+ <= k - 1) <= alpha: the interval between the k-th smallest
+    and k-th largest Walsh averages covers the shift with probability >= 1 - 2 alpha."""
+    cdf = np.cumsum(signed_rank_pmf(n))
+    below = int(np.searchsorted(cdf, alpha, side="right"))   # values 0..below-1 have cdf <= alpha
+    return max(1, below)
