@@ -71,15 +71,30 @@ def sgemm_gflops(runner: Path, core: int, work: Path) -> dict[str, float]:
                                 iterations=50, min_seconds=1.0, rounds=1), work)["gemm"]
     flop = 2 * 512 * 512 * 32 * 32
     xnnpack = flop / np.median(samples) / 1e6
-    os.sched_setaffinity(0, {core})
-    a = np.random.default_rng(0).standard_normal((1024, 1024), dtype=np.float32)
-    for _ in range(3):
-        a @ a
-    started = time.perf_counter()
-    for _ in range(10):
-        a @ a
-    blas = 10 * 2 * 1024 ** 3 / (time.perf_counter() - started) / 1e9
-    return {"xnnpack": xnnpack, "numpy_blas": blas}
+    return {"xnnpack": xnnpack, "numpy_blas": blas_gflops(core)}
+
+
+# In a fresh process pinned before NumPy loads, with one BLAS thread: OpenBLAS starts its worker
+# threads at import, and pinning the main thread afterwards leaves them on the other cores.
+BLAS_PROBE = """
+import time, numpy as np
+a = np.random.default_rng(0).standard_normal((1024, 1024), dtype=np.float32)
+for _ in range(3):
+    a @ a
+started = time.perf_counter()
+for _ in range(10):
+    a @ a
+print(10 * 2 * 1024 ** 3 / (time.perf_counter() - started) / 1e9)
+"""
+
+
+def blas_gflops(core: int) -> float:
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+           "MKL_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", BLAS_PROBE], env=env, capture_output=True,
+                          text=True, check=True,
+                          preexec_fn=lambda: os.sched_setaffinity(0, {core}))
+    return float(proc.stdout.strip())
 
 
 def eager_block(model: torch.nn.Module, image: torch.Tensor, n: int) -> list[float]:

@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from seaformer_deploy.bench.run import BenchOptions, bench
+from seaformer_deploy.devices import LocalDevice
+from seaformer_deploy.export import manifest as mf
 from seaformer_deploy.export.pipeline import ExportOptions, export
 from seaformer_deploy.gate.ab import ABOptions, gate_ab, run_ab
 from seaformer_deploy.gate.compare import Selection, compare_reports
@@ -98,6 +100,11 @@ def report_trial(baseline: dict, cand: Path, rule: Rule) -> dict:
             "seconds": seconds}
 
 
+def _model_sha256(folder: Path) -> str:
+    manifest = mf.load(folder)
+    return next(a["sha256"] for a in manifest["artifacts"] if a["path"] == "model.fp32.pte")
+
+
 def summarize(trials: dict[str, list[dict]]) -> dict:
     out = {}
     for kind, rows in trials.items():
@@ -154,6 +161,10 @@ def main() -> None:
             f"{mode} " + " ".join(f"{k}={rows[-1]['verdict'][:4]}" for k, rows in t.items())
             for mode, t in trials.items()), flush=True)
     result = {"model": args.model, "input_size": args.input_size, "rule": rule.to_dict(),
+              "command": mf.command_line(), "tools": mf.tool_versions(),
+              "device": LocalDevice().probe().to_dict(),
+              "artifacts": {kind: {"folder": str(folder), "sha256": _model_sha256(folder)}
+                            for kind, folder in kinds.items()},
               "ab_protocol": {"blocks": args.blocks, "rounds": args.rounds,
                               "iterations": args.iterations},
               "slowdowns": {str(t): {k: v for k, v in s.items() if k != "folder"}

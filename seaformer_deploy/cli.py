@@ -334,6 +334,9 @@ def gate_cmd(
     pick = lambda text, default: _csv(text) if text else default  # noqa: E731
     extra = None
     if ab:
+        if baseline is not None or candidate is not None:
+            raise GateError("--ab measures two export folders now; --baseline and --candidate "
+                            "take reports: use one mode or the other.")
         if baseline_artifacts is None or candidate_artifacts is None:
             raise GateError("--ab needs --baseline-artifacts DIR and --candidate-artifacts DIR "
                             "(export folders).")
@@ -345,6 +348,8 @@ def gate_cmd(
         result = gate_ab(run, rule, unstable_is_failure)
         extra = {"measurements": measurements(run)}
     else:
+        if baseline_artifacts is not None or candidate_artifacts is not None:
+            raise GateError("--baseline-artifacts and --candidate-artifacts need --ab.")
         if candidate is None:
             raise GateError("pass --candidate REPORT (and --baseline REPORT, or rely on the "
                             "committed baseline), or --ab with two export folders.")

@@ -26,7 +26,7 @@ from ..devices import Device, DeviceInfo, get_device
 from ..devices.probe import CoreChoice
 from ..export import manifest as mf
 from ..runners.plan import PlannedModel, Protocol
-from .compare import GateError, GateResult, Row, Selection, export_mismatch
+from .compare import GateError, GateResult, Row, Selection, artifact_order, export_mismatch
 from .stats import paired_shift
 from .verdict import INCOMPARABLE, Rule, decide
 
@@ -180,6 +180,7 @@ def gate_ab(run: ABRun, rule: Rule, unstable_is_failure: bool = False) -> GateRe
         art = next(a for m in run.manifests.values() for a in m["artifacts"] if a["path"] == path)
         rows.append(Row(path, art["unit"], art["format"], art["precision"], INCOMPARABLE,
                         f"not in the {side} export"))
+    rows.sort(key=lambda row: artifact_order(row.artifact))
     return GateResult("ab", rule, rows, _side(run, "A"), _side(run, "B"),
                       unstable_is_failure=unstable_is_failure)
 

@@ -9,11 +9,13 @@ or another runtime says nothing about a regression.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import UserError
+from ..export import manifest as mf
 from .stats import Shift, unpaired_shift
 from .verdict import INCOMPARABLE, Rule, decide, exit_code
 
@@ -67,9 +69,11 @@ class GateResult:
 
 
 def identity(report: dict, source: str) -> dict:
-    """What a verdict file records about one side."""
+    """What a verdict file records about one side (the digest pins the report's content)."""
     export = report["export"]
-    return {"source": source, "created": report["created"], "status": report["status"],
+    digest = mf.sha256_bytes(json.dumps(report, sort_keys=True).encode())
+    return {"source": source, "report_sha256": digest, "created": report["created"],
+            "status": report["status"],
             "model": export["model"]["name"], "input_size": export["input"]["size"],
             "output": export["output"]["mode"], "weights": export["weights"],
             "device": report["device"]["name"], "fingerprint": report["device"]["fingerprint"]}
@@ -86,7 +90,7 @@ def compare_reports(baseline: dict, candidate: dict, rule: Rule, selection: Sele
     arts_a = {a["path"]: a for a in baseline["artifacts"] if selection.keeps(a)}
     arts_b = {a["path"]: a for a in candidate["artifacts"] if selection.keeps(a)}
     rows = []
-    for path in sorted(arts_a.keys() | arts_b.keys(), key=_artifact_order):
+    for path in sorted(arts_a.keys() | arts_b.keys(), key=artifact_order):
         a, b = arts_a.get(path), arts_b.get(path)
         meta = a or b
         row = Row(path, meta["unit"], meta["format"], meta["precision"], INCOMPARABLE, "")
@@ -140,8 +144,9 @@ def _parity_notes(report: dict) -> list[str]:
 UNIT_ORDER = ("model", "stem", "context", "spatial", "head")
 
 
-def _artifact_order(path: str) -> tuple:
-    """model, stem, context, spatial, head; then precision and format as named."""
+def artifact_order(path: str) -> tuple:
+    """Rows in reading order: .pte before .onnx, FP32 before FP16, then model, stem, context,
+    spatial, head."""
     unit, precision, fmt = path.split(".")[:3] if path.count(".") >= 2 else (path, "", "")
     rank = UNIT_ORDER.index(unit) if unit in UNIT_ORDER else len(UNIT_ORDER)
-    return (fmt, precision != "fp32", precision, rank, path)
+    return (fmt != "pte", fmt, precision != "fp32", precision, rank, path)

@@ -93,3 +93,13 @@ def test_ab_needs_two_export_folders(tmp_path, small_export):
     result = CliRunner().invoke(app, ["gate", "--ab", "--baseline-artifacts",
                                       str(small_export.folder)])
     assert result.exit_code == 2 and "--candidate-artifacts" in result.output
+
+
+def test_modes_do_not_mix(tmp_path, small_export):
+    folder = str(small_export.folder)
+    result = CliRunner().invoke(app, ["gate", "--ab", "--baseline-artifacts", folder,
+                                      "--candidate-artifacts", folder, "--candidate", folder])
+    assert result.exit_code == 2 and "one mode or the other" in result.output
+    result = CliRunner().invoke(app, ["gate", "--baseline-artifacts", folder,
+                                      "--candidate-artifacts", folder])
+    assert result.exit_code == 2 and "need --ab" in result.output
