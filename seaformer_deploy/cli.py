@@ -344,7 +344,11 @@ def gate_cmd(
                               pick(units, None))
         opts = ABOptions(baseline_artifacts, candidate_artifacts, device, selection, core,
                          blocks, rounds, iterations, warmup)
-        run = _run_with_progress(lambda p: run_ab(opts, p), "A/B")
+        try:
+            run = _run_with_progress(lambda p: run_ab(opts, p), "A/B")
+        except KeyboardInterrupt:
+            err_console.print("interrupted: no verdict (nothing was written)")
+            raise typer.Exit(130) from None
         result = gate_ab(run, rule, unstable_is_failure)
         extra = {"measurements": measurements(run)}
     else:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bench.run import BenchError, Runner, build_runners, make_dirs, run_plan, stage_files
+from ..bench.run import BenchError, Runner, Staged, build_runners, run_plan, stage_files
 from ..devices import Device, DeviceInfo, get_device
 from ..devices.probe import CoreChoice
 from ..export import manifest as mf
@@ -146,7 +146,8 @@ def _select(manifests: dict[str, dict], selection: Selection) -> tuple[dict, dic
 
 
 def _stage(device: Device, folders: dict[str, Path], manifests: dict[str, dict],
-           selected: dict[str, dict], runners: dict[str, Runner]):
+           selected: dict[str, dict], runners: dict[str, Runner]) -> Staged:
+    """Both sides' artifacts and input tensors, named ``A:<file>`` and ``B:<file>``."""
     local = {}
     for side, folder in folders.items():
         by_path = {a["path"]: a for a in manifests[side]["artifacts"]}
@@ -154,12 +155,10 @@ def _stage(device: Device, folders: dict[str, Path], manifests: dict[str, dict],
             local[f"{side}:{path}"] = folder / path
             for tensor in by_path[path]["inputs"]:
                 local[f"{side}:{tensor['file']}"] = folder / tensor["file"]
-    staged = stage_files(device, local, runners)
-    make_dirs(device, [staged.workdir])
-    return staged
+    return stage_files(device, local, runners)
 
 
-def _planned(side: str, path: str, artifact: dict, staged) -> PlannedModel:
+def _planned(side: str, path: str, artifact: dict, staged: Staged) -> PlannedModel:
     return PlannedModel(f"{side}:{path}", staged.paths[f"{side}:{path}"],
                         tuple(staged.paths[f"{side}:{t['file']}"] for t in artifact["inputs"]))
 

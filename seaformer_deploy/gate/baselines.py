@@ -23,7 +23,9 @@ FINGERPRINT = "fingerprint.json"
 def device_folder(report: dict) -> str:
     fp = report["device"]["fingerprint"]
     fields = fp["fields"]
-    label = fields.get("device_model") or fields.get("cpu_model") or report["device"]["name"]
+    model = fields.get("device_model")
+    label = (model if model and model != "unknown" else None) or fields.get("cpu_model") \
+        or report["device"]["name"]
     slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{label} cpu{fields.get('core')}").strip("-").lower()
     return f"{slug[:60]}_{fp['digest']}"
 
