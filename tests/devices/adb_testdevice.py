@@ -35,9 +35,26 @@ from . import adbtd_services as services
 from .adbtd_keys import decode_android_pubkey, same_key, verify_token
 from .adbtd_sandbox import Profile, Sandbox, sd865
 from .adbtd_streams import Stream
-from .adbtd_wire import (A_AUTH, A_CLSE, A_CNXN, A_OKAY, A_OPEN, A_VERSION, A_VERSION_MIN,
-                         A_WRTE, AUTH_RSAPUBLICKEY, AUTH_SIGNATURE, AUTH_TOKEN, MAX_PAYLOAD,
-                         TOKEN_SIZE, ConnectionDropped, Packet, ProtocolError, pack, read_packet)
+from .adbtd_wire import (
+    A_AUTH,
+    A_CLSE,
+    A_CNXN,
+    A_OKAY,
+    A_OPEN,
+    A_VERSION,
+    A_VERSION_MIN,
+    A_WRTE,
+    AUTH_RSAPUBLICKEY,
+    AUTH_SIGNATURE,
+    AUTH_TOKEN,
+    MAX_PAYLOAD,
+    TOKEN_SIZE,
+    ConnectionDropped,
+    Packet,
+    ProtocolError,
+    pack,
+    read_packet,
+)
 
 log = logging.getLogger(__name__)
 
@@ -319,7 +336,7 @@ class AdbTestDevice:
         while self._listener is not None:
             try:
                 sock, _ = self._listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return

@@ -31,7 +31,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -106,7 +106,7 @@ class Sandbox:
         self.exec_hook: Path | None = None
         self._root_str = str(self.root)
         self._prefix_re = re.compile(
-            r"(?<![\w.~/$-])/(?=(?:%s)(?:/|\b|$))" % "|".join(DEVICE_TOP_DIRS))
+            r"(?<![\w.~/$-])/(?=(?:" + "|".join(DEVICE_TOP_DIRS) + r")(?:/|\b|$))")
         self._build()
 
     # -- layout --------------------------------------------------------------------------

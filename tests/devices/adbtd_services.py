@@ -21,7 +21,8 @@ import stat
 import struct
 import subprocess
 import threading
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .adbtd_streams import Stream, StreamClosed
 from .adbtd_wire import ConnectionDropped

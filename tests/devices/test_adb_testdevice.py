@@ -16,15 +16,39 @@ import pytest
 from adb_shell.adb_device import AdbDeviceTcp
 from adb_shell.auth.keygen import keygen
 from adb_shell.auth.sign_cryptography import CryptographySigner
-from adb_shell.exceptions import AdbTimeoutError, PushFailedError, TcpTimeoutException
+from adb_shell.exceptions import (
+    AdbTimeoutError,
+    DeviceAuthError,
+    PushFailedError,
+    TcpTimeoutException,
+)
+
+REFUSED = (TcpTimeoutException, DeviceAuthError)     # no answer to RSAPUBLICKEY, like adbd
+CUT = (AdbTimeoutError, TcpTimeoutException, ConnectionError)
 from devices.adb_testdevice import AdbTestDevice, KillRule
 from devices.adbtd_keys import decode_android_pubkey, encode_android_pubkey
 from devices.adbtd_sandbox import elf_exec_supported
-from devices.adbtd_wire import (A_AUTH, A_CLSE, A_CNXN, A_OKAY, A_OPEN, A_WRTE, HEADER,
-                                AUTH_SIGNATURE, Packet, checksum, pack, read_packet)
+from devices.adbtd_wire import (
+    A_AUTH,
+    A_CLSE,
+    A_CNXN,
+    A_OKAY,
+    A_OPEN,
+    A_WRTE,
+    AUTH_SIGNATURE,
+    HEADER,
+    Packet,
+    checksum,
+    pack,
+)
 
-from seaformer_deploy.devices.probe import (PROBE_SCRIPT, choose_core, device_state,
-                                            parse_snapshot, topology)
+from seaformer_deploy.devices.probe import (
+    PROBE_SCRIPT,
+    choose_core,
+    device_state,
+    parse_snapshot,
+    topology,
+)
 
 
 def connect(device: AdbTestDevice, key_path, **kwargs) -> AdbDeviceTcp:
@@ -210,7 +234,7 @@ def test_shell_v2_separates_streams_and_reports_exit_code(adb_testdevice, adb_ke
 # -- auth ----------------------------------------------------------------------------------
 def test_unknown_key_is_refused(adb_testdevice, tmp_path):
     keygen(str(tmp_path / "stranger"))
-    with pytest.raises(Exception):
+    with pytest.raises(REFUSED):
         connect(adb_testdevice, tmp_path / "stranger", auth_timeout_s=1)
 
 
@@ -226,7 +250,7 @@ def test_new_key_accepted_when_user_taps_allow(adb_key, tmp_path):
 
 def test_keep_unauthorized_fault(adb_testdevice, adb_key):
     adb_testdevice.faults.keep_unauthorized = True
-    with pytest.raises(Exception):
+    with pytest.raises(REFUSED):
         connect(adb_testdevice, adb_key[0], auth_timeout_s=1)
 
 
@@ -288,7 +312,7 @@ def test_hang_command(adb, adb_testdevice):
 
 def test_drop_on_open(adb, adb_testdevice, adb_key):
     adb_testdevice.faults.drop_on_open = r"^sync:"
-    with pytest.raises(Exception):      # adb-shell sees EOF, then times out
+    with pytest.raises(CUT):      # adb-shell sees EOF, then times out
         adb.stat("/data/local/tmp", transport_timeout_s=1, read_timeout_s=1)
     assert adb_testdevice.faults.drop_on_open is None           # one-shot
     assert connect(adb_testdevice, adb_key[0]).stat("/data/local/tmp")[0] & 0o040000
@@ -297,7 +321,7 @@ def test_drop_on_open(adb, adb_testdevice, adb_key):
 def test_drop_after_bytes(adb, adb_testdevice, adb_key, tmp_path):
     adb_testdevice.write_file("/data/local/tmp/big", os.urandom(500_000))
     adb_testdevice.faults.drop_after_bytes(100_000)
-    with pytest.raises(Exception):
+    with pytest.raises(CUT):
         adb.pull("/data/local/tmp/big", str(tmp_path / "big"), transport_timeout_s=1,
                  read_timeout_s=1)
     again = connect(adb_testdevice, adb_key[0])                  # one-shot: reconnecting works
@@ -325,7 +349,7 @@ def real_adb(tmp_path, adb_key):
 
     def run(*args, timeout=30):
         return subprocess.run(["adb", *args], env=env, capture_output=True, text=True,
-                              stdin=subprocess.DEVNULL, timeout=timeout)
+                              stdin=subprocess.DEVNULL, timeout=timeout, check=False)
 
     run("start-server")
     yield run
