@@ -15,6 +15,11 @@ a fresh TOKEN; AUTH RSAPUBLICKEY -> accepted only if ``accept_new_keys`` (the us
 "Allow"), otherwise no answer, so the host shows the device as ``unauthorized``.
 
 Fault hooks live on ``device.faults`` (see ``Faults``).
+
+Known gaps (not needed by our clients): no TLS (STLS) or pairing, no ``delayed_ack`` windows,
+no sendrecv_v2/abb/framebuffer/reverse/forward/tcpip services; PTY shell requests are served
+as raw pipes; device paths are mapped into the sandbox by a lexical prefix rewrite of the
+command text (see ``adbtd_sandbox``), so ``ls /`` shows the host root.
 """
 
 from __future__ import annotations
