@@ -222,6 +222,9 @@ def bench_cmd(
                         ] = 0.0,
     cv_limit: Annotated[float, typer.Option(help="CV above which a result is unstable.")
                         ] = 0.05,
+    runner_target: Annotated[Optional[str], typer.Option(
+        help="adb devices: the native runner build to push (default android-arm64; "
+             "linux-arm64 for ARM64 Linux boards).")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Reports root folder.")
                    ] = Path("reports"),
     models_dir: Annotated[Path, typer.Option(help="Where exports live.")] = Path("models"),
@@ -247,7 +250,7 @@ def bench_cmd(
                         cooldown_seconds=cooldown)
     opts = BenchOptions(artifacts=artifacts, device=device, formats=_csv(formats),
                         precisions=_csv(precisions), core=core, protocol=protocol,
-                        blocks=blocks, cv_limit=cv_limit)
+                        blocks=blocks, cv_limit=cv_limit, runner_target=runner_target)
     run = _run_with_progress(lambda p: bench(opts, p), "benchmarking")
     report = build_report(run)
     folder = write_report(report, out)

@@ -14,6 +14,7 @@ Protocol, per runner (native ExecuTorch for .pte, ONNX Runtime for .onnx):
 from __future__ import annotations
 
 import math
+import posixpath
 import shlex
 import sys
 import tempfile
@@ -48,6 +49,7 @@ class BenchOptions:
     blocks: int = 2
     cv_limit: float = DEFAULT_CV_LIMIT
     parity: bool = True
+    runner_target: str | None = None     # adb devices: override android-arm64 (linux-arm64)
 
 
 class BenchError(UserError):
@@ -97,7 +99,7 @@ def bench(opts: BenchOptions, progress: Progress | None = None,
     if manifest is None:
         raise BenchError(f"{folder} holds no valid export (manifest.json missing or invalid): "
                          f"run `seaformer-deploy export` first, or pass --variant/--model.")
-    device = device or get_device(opts.device)
+    device = device or get_device(opts.device, opts.runner_target)
     info = device.probe()
     choice = device.choose_core(info, opts.core)
     protocol = replace(opts.protocol, core=choice.core)
@@ -120,7 +122,7 @@ def bench(opts: BenchOptions, progress: Progress | None = None,
             for art in arts:
                 measurements[art["path"]].runs.append(result.models[art["path"]])
         if opts.parity:
-            _fetch_outputs(device, run.measurements)
+            _fetch_outputs(device, run.measurements, staged.workdir)
     except KeyboardInterrupt:
         run.status = "interrupted"
         run.events.append(f"interrupted by the user after {len(run.blocks)} of {len(plan)} "
@@ -228,7 +230,7 @@ def _run_block(device: Device, runner: Runner, arts: list[dict], staged: Staged,
                with_outputs: bool) -> tuple[dict, RunResult]:
     models = [PlannedModel(a["path"], staged.paths[a["path"]],
                            tuple(staged.paths[t["file"]] for t in a["inputs"]),
-                           f"{staged.workdir}/outputs/{a['path']}" if with_outputs else None)
+                           f"outputs/{a['path']}" if with_outputs else None)
               for a in arts]
     return run_plan(device, runner, models, block_protocol(protocol, opts.blocks),
                     staged.workdir, index)
@@ -236,14 +238,15 @@ def _run_block(device: Device, runner: Runner, arts: list[dict], staged: Staged,
 
 def run_plan(device: Device, runner: Runner, models: list[PlannedModel], protocol: Protocol,
              workdir: str, index: int) -> tuple[dict, RunResult]:
-    """One runner process over ``models``, with the device state read before and after."""
+    """One runner process over ``models``, run in ``workdir`` (relative output folders in the
+    plan resolve there), with the device state read before and after."""
     plan_path = f"{workdir}/plan-{index}.txt"
     result_path = f"{workdir}/result-{index}.json"
     device.write_text(plan_path, plan_text(protocol, models))
     before = device.state()
     started = time.perf_counter()
     proc = device.run([*runner.argv, plan_path, result_path],
-                      timeout=_timeout(protocol, len(models)))
+                      timeout=_timeout(protocol, len(models)), cwd=workdir)
     wall = time.perf_counter() - started
     after = device.state()
     if proc.returncode != 0:
@@ -265,14 +268,15 @@ def _timeout(protocol: Protocol, n: int) -> float:
     return 60 + 10 * n * (protocol.warmup_seconds + protocol.min_seconds + 5)
 
 
-def _fetch_outputs(device: Device, measurements: list[Measurement]) -> None:
-    """Pull the outputs the last run wrote and read them as logical (N, C, H, W) arrays."""
+def _fetch_outputs(device: Device, measurements: list[Measurement], workdir: str) -> None:
+    """Pull the outputs the last run wrote (paths relative to ``workdir``) and read them as
+    logical (N, C, H, W) arrays."""
     with tempfile.TemporaryDirectory(prefix="seaformer-outputs-") as tmp:
         for m in measurements:
             arrays = []
             for i, record in enumerate(m.runs[-1].outputs):
                 local = Path(tmp) / f"{m.artifact['path']}.{i}.bin"
-                device.fetch(record["path"], local)
+                device.fetch(posixpath.join(workdir, record["path"]), local)
                 arrays.append(read_output(record, local))
             m.outputs = arrays
 

@@ -9,9 +9,16 @@ from .local import LocalDevice
 __all__ = ["CommandResult", "Device", "DeviceInfo", "LocalDevice", "get_device"]
 
 
-def get_device(spec: str | None) -> Device:
-    """``None`` or ``local`` -> this machine; anything else names a phone (adb)."""
+def get_device(spec: str | None, runner_target: str | None = None) -> Device:
+    """``None`` or ``local`` -> this machine; anything else is an adb serial (or HOST:PORT).
+
+    ``runner_target`` overrides the native runner build a phone gets (``android-arm64``):
+    ``linux-arm64`` for ARM64 Linux boards and the test device."""
     if spec in (None, "", "local"):
+        if runner_target not in (None, "host"):
+            raise UserError(f"--runner-target {runner_target} is for adb devices; the local "
+                            f"device runs the host runner.")
         return LocalDevice()
-    raise UserError(f"device {spec!r}: only the local device is available in this build "
-                    f"(adb devices are not implemented yet); run without --device.")
+    from .adb import AdbDevice
+
+    return AdbDevice(spec, runner_target=runner_target or "android-arm64")

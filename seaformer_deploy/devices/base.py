@@ -50,8 +50,9 @@ class Device(abc.ABC):
         """Make local files available on the device; return where each one is there."""
 
     @abc.abstractmethod
-    def run(self, argv: list[str], timeout: float | None) -> CommandResult:
-        """Run a program on the device and wait for it."""
+    def run(self, argv: list[str], timeout: float | None, cwd: str | None = None
+            ) -> CommandResult:
+        """Run a program on the device (in ``cwd``, a device folder) and wait for it."""
 
     @abc.abstractmethod
     def fetch(self, device_path: str, local: Path) -> None:

@@ -35,8 +35,9 @@ class LocalDevice(Device):
     def stage(self, files: list[Path]) -> dict[Path, str]:
         return {f: str(Path(f).resolve()) for f in files}
 
-    def run(self, argv: list[str], timeout: float | None) -> CommandResult:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    def run(self, argv: list[str], timeout: float | None, cwd: str | None = None
+            ) -> CommandResult:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=cwd)
         return CommandResult(proc.returncode, proc.stdout, proc.stderr)
 
     def fetch(self, device_path: str, local: Path) -> None:

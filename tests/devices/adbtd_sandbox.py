@@ -17,7 +17,8 @@ Design (no chroot, no namespaces, nothing registered system-wide):
   the phone 8), uname (aarch64 kernel) and df (reports the configured free space).
 * aarch64 ELF executables really run: an LD_PRELOAD hook (``adbtd_exec_hook.c``, built with
   the host ``cc`` on first use) turns execve of an aarch64 ELF into
-  ``qemu-aarch64-static -L /usr/aarch64-linux-gnu ...``. See that file for why.
+  ``qemu-aarch64-static -L <sandbox root> ...`` (root/lib links to the cross sysroot), so the
+  program sees device paths. See that file for why.
 * sysfs/procfs are plain files generated from a ``Profile`` (per-policy cpufreq directories
   with ``cpuN/cpufreq`` symlinks as on a phone), writable by tests via ``write_file``.
 """
@@ -117,6 +118,11 @@ class Sandbox:
             target = self.root / "system/bin" / shim.name
             shutil.copyfile(shim, target)
             target.chmod(0o755)
+        # ARM64 programs run under qemu with -L <root>: qemu resolves the guest's absolute paths
+        # under the root first, so they see /data/local/tmp, the fake /sys and /proc/cpuinfo as
+        # on the phone, and the cross sysroot's loader and libc through root/lib.
+        if Path(QEMU_LD_PREFIX, "lib").is_dir():
+            os.symlink(Path(QEMU_LD_PREFIX, "lib"), self.root / "lib")
         self.taskset_log.touch()
         self.write_props()
         self._write_sysfs()
@@ -207,7 +213,7 @@ class Sandbox:
             "SFD_CPU_MASK": format((1 << len(p.cpus)) - 1, "x"),
             "SFD_KERNEL_RELEASE": p.kernel_release, "SFD_DF_TOTAL_KB": str(p.df_total_kb),
             "SFD_DF_AVAIL_KB": str(df_avail_kb),
-            "SFD_QEMU": QEMU, "SFD_QEMU_LD_PREFIX": QEMU_LD_PREFIX,
+            "SFD_QEMU": QEMU, "SFD_QEMU_LD_PREFIX": self._root_str,
         }
         if self.exec_hook:
             env["LD_PRELOAD"] = str(self.exec_hook)

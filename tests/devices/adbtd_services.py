@@ -267,7 +267,8 @@ def _sync_list(stream: Stream, device: AdbTestDevice, request: int, path: str) -
             out.append(struct.pack("<5I", ID_DENT, st.st_mode, st.st_size & 0xFFFFFFFF,
                                    int(st.st_mtime), len(raw)))
         out.append(raw)
-    done = (STAT_V2.pack(ID_DONE, 0, *[0] * 10) + b"\0" * 4) if v2 else struct.pack("<5I", ID_DONE, 0, 0, 0, 0)
+    done = ((STAT_V2.pack(ID_DONE, 0, *[0] * 10) + b"\0" * 4) if v2
+            else struct.pack("<5I", ID_DONE, 0, 0, 0, 0))
     stream.write(b"".join(out) + done)
 
 

@@ -23,8 +23,6 @@ from adb_shell.exceptions import (
     TcpTimeoutException,
 )
 
-REFUSED = (TcpTimeoutException, DeviceAuthError)     # no answer to RSAPUBLICKEY, like adbd
-CUT = (AdbTimeoutError, TcpTimeoutException, ConnectionError)
 from devices.adb_testdevice import AdbTestDevice, KillRule
 from devices.adbtd_keys import decode_android_pubkey, encode_android_pubkey
 from devices.adbtd_sandbox import elf_exec_supported
@@ -49,6 +47,9 @@ from seaformer_deploy.devices.probe import (
     parse_snapshot,
     topology,
 )
+
+REFUSED = (TcpTimeoutException, DeviceAuthError)     # no answer to RSAPUBLICKEY, like adbd
+CUT = (AdbTimeoutError, TcpTimeoutException, ConnectionError)
 
 
 def connect(device: AdbTestDevice, key_path, **kwargs) -> AdbDeviceTcp:
@@ -176,7 +177,8 @@ def test_adb_shell_shell_and_getprop(adb):
 def test_push_pull_round_trip_stat_and_list(adb, adb_testdevice, tmp_path):
     payload = os.urandom(3_000_000)
     (tmp_path / "blob").write_bytes(payload)
-    adb.push(str(tmp_path / "blob"), "/data/local/tmp/dir/blob", st_mode=0o100640, mtime=1_700_000_000)
+    adb.push(str(tmp_path / "blob"), "/data/local/tmp/dir/blob", st_mode=0o100640,
+             mtime=1_700_000_000)
     adb.pull("/data/local/tmp/dir/blob", str(tmp_path / "back"))
     digest = hashlib.sha256(payload).hexdigest()
     assert hashlib.sha256((tmp_path / "back").read_bytes()).hexdigest() == digest
@@ -368,7 +370,8 @@ def test_real_adb_client(real_adb, adb_testdevice, tmp_path):
     (tmp_path / "up").write_bytes(payload)
     assert real_adb("-s", serial, "push", str(tmp_path / "up"), "/data/local/tmp/").returncode == 0
     assert adb_testdevice.host_path("/data/local/tmp/up").read_bytes() == payload
-    assert real_adb("-s", serial, "pull", "/data/local/tmp/up", str(tmp_path / "down")).returncode == 0
+    pulled = real_adb("-s", serial, "pull", "/data/local/tmp/up", str(tmp_path / "down"))
+    assert pulled.returncode == 0
     assert (tmp_path / "down").read_bytes() == payload
 
 
