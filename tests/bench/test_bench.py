@@ -94,11 +94,11 @@ def test_interrupted_bench_gives_a_partial_report(small_export, monkeypatch):
     calls = {"n": 0}
     real = LocalDevice.run
 
-    def run(self, argv, timeout):
+    def run(self, argv, timeout, cwd=None):
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt
-        return real(self, argv, timeout)
+        return real(self, argv, timeout, cwd)
 
     monkeypatch.setattr(LocalDevice, "run", run)
     run_ = bench(BenchOptions(small_export.folder, precisions=("fp32",), protocol=QUICK))
