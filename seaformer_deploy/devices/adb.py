@@ -23,6 +23,8 @@ import time
 import uuid
 from pathlib import Path
 
+from adb_shell.exceptions import AdbTimeoutError, TcpTimeoutException
+
 from ..errors import UserError
 from .base import CommandResult, Device, DeviceInfo
 from .probe import CoreChoice
@@ -92,7 +94,7 @@ class AdbDevice(Device):
         self._connect(load_signer(key), timeout)
 
     def _connect(self, signer, timeout: float) -> None:
-        from adb_shell.exceptions import DeviceAuthError, TcpTimeoutException
+        from adb_shell.exceptions import DeviceAuthError
 
         try:
             self._adb.connect(rsa_keys=[signer], auth_timeout_s=timeout,
@@ -115,8 +117,13 @@ class AdbDevice(Device):
         wrapped = (f"(\n{script}\n) 2>{err}; rc=$?; echo; echo {marker}$rc; "
                    f"cat {err} 2>/dev/null; rm -f {err}")
         limit = timeout if timeout is not None else 24 * 3600
-        out = self._adb.shell(wrapped, transport_timeout_s=limit, read_timeout_s=limit,
-                              timeout_s=limit)
+        try:
+            out = self._adb.shell(wrapped, transport_timeout_s=limit, read_timeout_s=limit,
+                                  timeout_s=limit)
+        except (AdbTimeoutError, TcpTimeoutException):
+            raise AdbError(f"{self.serial}: no answer within {limit:.0f} s to "
+                           f"{script.strip().splitlines()[0][:120]!r} (hung, or the connection "
+                           f"was lost).") from None
         head, found, tail = out.rpartition(marker)
         if not found:
             raise AdbError(f"{self.serial}: the shell output lost its exit status (connection "

@@ -59,6 +59,12 @@ def test_hostile_file_names_are_quoted_everywhere(phone, adb_testdevice, tmp_pat
     assert not list(adb_testdevice.root.rglob("pwned"))
 
 
+def test_hung_command_is_a_clear_error(phone, adb_testdevice):
+    adb_testdevice.faults.hang_commands.append(r"sleepy")
+    with pytest.raises(AdbError, match="no answer within 2 s to 'echo sleepy'"):
+        phone.shell("echo sleepy", timeout=2)
+
+
 def test_staging_is_content_addressed_and_skips_what_is_there(phone, tmp_path, monkeypatch):
     a, b = tmp_path / "a.pte", tmp_path / "b.pte"
     a.write_bytes(b"A" * 1000)
