@@ -24,7 +24,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 def read_plan(path: Path) -> dict:
     plan = {"core": -1, "threads": 1, "warmup": (10, 0.5), "timed": (50, 2.0), "rounds": 5,
-            "cooldown": 0.0, "models": []}
+            "cooldown": 0.0, "progress": None, "models": []}
     for line in Path(path).read_text().splitlines():
         key, _, rest = line.strip().partition(" ")
         if not key or key.startswith("#"):
@@ -36,6 +36,8 @@ def read_plan(path: Path) -> dict:
             plan[key] = (int(n), float(seconds))
         elif key == "cooldown":
             plan[key] = float(rest)
+        elif key == "progress":
+            plan[key] = rest
         elif key == "model":
             plan["models"].append({"id": rest, "inputs": [], "outputs": None})
         elif key in ("path", "outputs"):
@@ -88,7 +90,19 @@ def _warm_up(model: Model, iterations: int, seconds: float) -> None:
     model.warmup_seconds = time.perf_counter() - started
 
 
-def _measure(models: list[Model], plan: dict) -> None:
+class Progress:
+    """Which model the runner is in, appended to the plan's progress file (see runner.cpp)."""
+
+    def __init__(self, path: str | None) -> None:
+        self.file = open(path, "a") if path else None
+
+    def mark(self, phase: str, model_id: str) -> None:
+        if self.file:
+            self.file.write(f"{phase} {model_id}\n")
+            self.file.flush()
+
+
+def _measure(models: list[Model], plan: dict, progress: Progress) -> None:
     """Round-robin blocks until each model has its iterations and seconds (as the C++ runner)."""
     iterations, min_seconds = plan["timed"]
     block = max(1, -(-iterations // plan["rounds"]))
@@ -105,6 +119,7 @@ def _measure(models: list[Model], plan: dict) -> None:
             if round_index >= plan["rounds"] and m.samples:
                 need = (min_seconds - m.timed) / (m.timed / len(m.samples))
                 n = max(1, min(block, int(np.ceil(need))))
+            progress.mark("timing", m.spec["id"])
             for _ in range(n):
                 ns = m.run_once()
                 m.samples.append(ns)
@@ -118,10 +133,11 @@ def _measure(models: list[Model], plan: dict) -> None:
             return
 
 
-def _outputs(model: Model) -> list[dict]:
+def _outputs(model: Model, progress: Progress) -> list[dict]:
     folder = model.spec.get("outputs")
     if not folder:
         return []
+    progress.mark("outputs", model.spec["id"])
     model.session.run_with_iobinding(model.binding)
     records = []
     for i, array in enumerate(model.binding.copy_outputs_to_cpu()):
@@ -153,10 +169,15 @@ def main(argv: list[str]) -> int:
             pinned = True
         except OSError as exc:
             pin_error = str(exc)
-    models = [Model(spec, plan["threads"]) for spec in plan["models"]]
+    progress = Progress(plan["progress"])
+    models = []
+    for spec in plan["models"]:
+        progress.mark("load", spec["id"])
+        models.append(Model(spec, plan["threads"]))
     for m in models:
+        progress.mark("warmup", m.spec["id"])
         _warm_up(m, *plan["warmup"])
-    _measure(models, plan)
+    _measure(models, plan, progress)
     result = {
         "runner": "seaformer-onnx-runner", "runtime": "onnxruntime",
         "runtime_version": ort.__version__, "pid": os.getpid(),
@@ -166,7 +187,8 @@ def main(argv: list[str]) -> int:
                     "rss_after_load_kb": m.rss_after_load_kb,
                     "warmup_iterations": m.warmup_iterations,
                     "warmup_seconds": m.warmup_seconds, "samples_ns": m.samples,
-                    "cpus": m.cpus, "rounds": m.rounds, "outputs": _outputs(m)} for m in models],
+                    "cpus": m.cpus, "rounds": m.rounds, "outputs": _outputs(m, progress)}
+                   for m in models],
         "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         "wall_seconds": time.perf_counter() - wall,
     }

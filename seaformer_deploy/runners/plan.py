@@ -37,12 +37,18 @@ class PlannedModel:
     outputs_dir: str | None = None
 
 
-def plan_text(protocol: Protocol, models: list[PlannedModel]) -> str:
-    """The plan file's text; rejects values that would break its line format."""
+def plan_text(protocol: Protocol, models: list[PlannedModel], progress: str | None = None
+              ) -> str:
+    """The plan file's text; rejects values that would break its line format. ``progress``: a
+    file the runner appends ``<phase> <model id>`` lines to as it goes."""
     lines = [f"core {protocol.core}", f"threads {protocol.threads}",
              f"warmup {protocol.warmup_iterations} {protocol.warmup_seconds}",
              f"timed {protocol.iterations} {protocol.min_seconds}",
              f"rounds {protocol.rounds}", f"cooldown {protocol.cooldown_seconds}"]
+    if progress:
+        if "\n" in progress or "\r" in progress:
+            raise ValueError("the progress path contains a line break")
+        lines.append(f"progress {progress}")
     for model in models:
         values = [model.id, model.path, *model.inputs, model.outputs_dir or ""]
         if any("\n" in v or "\r" in v for v in values):
@@ -52,6 +58,15 @@ def plan_text(protocol: Protocol, models: list[PlannedModel]) -> str:
         if model.outputs_dir:
             lines.append(f"outputs {model.outputs_dir}")
     return "\n".join(lines) + "\n"
+
+
+def current_model(progress_text: str) -> tuple[str, str] | None:
+    """(phase, model id) of the last line a runner wrote to its progress file."""
+    lines = [line for line in progress_text.splitlines() if " " in line]
+    if not lines:
+        return None
+    phase, _, model_id = lines[-1].partition(" ")
+    return phase, model_id
 
 
 @dataclass

@@ -10,6 +10,7 @@
 //   timed <iterations> <seconds>  per model, both minima must be met
 //   rounds <n>                    models are interleaved in this many rounds
 //   cooldown <seconds>            pause between model blocks
+//   progress <file>               (optional) append "<phase> <model id>" lines as work starts
 //   model <id>                    starts a model; then:
 //   path <file>                     the .pte
 //   input <file>                    raw little-endian tensor, one line per input, in order
@@ -72,6 +73,7 @@ struct Plan {
   double min_seconds = 2.0;
   int rounds = 5;
   double cooldown_seconds = 0.0;
+  std::string progress;
   std::vector<ModelPlan> models;
 };
 
@@ -89,6 +91,17 @@ struct Model {
   std::vector<int> cpus, rounds;
   double timed_s = 0;
 };
+
+// The progress file says which model the runner was in when it died (killed, hung, crashed),
+// so the bench can fail that artifact alone and rerun the others. One short line per model per
+// round, written outside the timed interval.
+std::FILE* progress_file = nullptr;
+
+void mark(const char* phase, const std::string& id) {
+  if (progress_file == nullptr) return;
+  std::fprintf(progress_file, "%s %s\n", phase, id.c_str());
+  std::fflush(progress_file);
+}
 
 [[noreturn]] void die(const std::string& message) {
   std::cerr << "seaformer-runner: " << message << std::endl;
@@ -117,6 +130,7 @@ Plan read_plan(const std::string& file) {
     else if (key == "timed") words >> plan.iterations >> plan.min_seconds;
     else if (key == "rounds") words >> plan.rounds;
     else if (key == "cooldown") words >> plan.cooldown_seconds;
+    else if (key == "progress") plan.progress = rest_of(words);
     else if (key == "model") plan.models.push_back(ModelPlan{rest_of(words), "", "", {}});
     else if (plan.models.empty()) die("'" + key + "' before any 'model' line");
     else if (key == "path") plan.models.back().path = rest_of(words);
@@ -154,6 +168,7 @@ std::vector<char> read_bytes(const std::string& file) {
 }
 
 void load(Model& m) {
+  mark("load", m.plan.id);
   auto start = Clock::now();
   m.module = std::make_unique<Module>(m.plan.path, Module::LoadMode::File);
   if (m.module->load_method("forward") != Error::Ok) die("cannot load " + m.plan.path);
@@ -197,6 +212,7 @@ long long run_once(Model& m) {
 }
 
 void warm_up(Model& m, const Plan& plan) {
+  mark("warmup", m.plan.id);
   auto start = Clock::now();
   double elapsed = 0;
   while (m.warmup_done < plan.warmup_iterations || elapsed < plan.warmup_seconds) {
@@ -208,6 +224,7 @@ void warm_up(Model& m, const Plan& plan) {
 }
 
 void timed_block(Model& m, long iterations, int round) {
+  mark("timing", m.plan.id);
   for (long i = 0; i < iterations; ++i) {
     long long ns = run_once(m);
     m.samples_ns.push_back(ns);
@@ -266,6 +283,7 @@ std::string json_list(const std::vector<T>& values) {
 
 std::string write_outputs(Model& m) {
   if (m.plan.outputs_dir.empty()) return "[]";
+  mark("outputs", m.plan.id);
   if (m.module->set_inputs("forward", m.input_values) != Error::Ok)
     die(m.plan.id + ": set_inputs failed");
   auto outputs = m.module->execute("forward");
@@ -327,6 +345,8 @@ int main(int argc, char** argv) {
   if (argc != 3) die("usage: seaformer-runner PLAN_FILE RESULT_JSON | --version");
   auto wall_start = Clock::now();
   Plan plan = read_plan(argv[1]);
+  if (!plan.progress.empty() && !(progress_file = std::fopen(plan.progress.c_str(), "a")))
+    die("cannot write " + plan.progress);
 
   // Pin before the thread pool exists, so any worker it creates inherits the affinity.
   bool pinned = false;
