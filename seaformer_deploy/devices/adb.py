@@ -1,14 +1,16 @@
-"""A phone over adb, through the adb-shell library (no adb server needed).
+"""A phone over adb: through a running adb server, or the device protocol spoken directly.
 
-Transport: ``HOST:PORT`` serials connect over TCP (``adb tcpip 5555`` on the phone, or an
-emulator / test device); other serials are USB devices, which need adb-shell's USB extra
-(``pip install adb-shell[usb]``). ``ANDROID_SERIAL`` is the default serial. The host key is the
+Transport (``adb_link``): ``auto`` uses the adb server (``adb devices``; port 5037 or
+``ANDROID_ADB_SERVER_PORT``) when it runs and lists the serial, so a phone already shown there
+needs nothing else; otherwise adb-shell talks to the device itself (``HOST:PORT`` over TCP, USB
+with adb-shell's USB extra). ``ANDROID_SERIAL`` is the default serial. The host key is the
 standard one, ``$ANDROID_USER_HOME/adbkey`` or ``~/.android/adbkey`` (created with mode 0600
 when absent), so a phone that already trusts this computer's adb trusts us too.
 
 Files: everything staged lives under ``/data/local/tmp/seaformer-deploy/``: content-addressed
 files in ``cas/<sha256>/<name>`` (pushed to a temporary name and renamed, skipped when already
-there), and one scratch folder per session (plans, results, outputs) removed at cleanup.
+there), one scratch folder per session (plans, results, outputs) removed at cleanup, and the
+``lock`` folder that keeps two benches off one phone.
 
 Every value that enters a device shell command is quoted with ``shlex.quote``.
 """
@@ -18,60 +20,44 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
+import socket
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-from adb_shell.exceptions import AdbTimeoutError, TcpTimeoutException
-
-from ..errors import UserError
+from .adb_link import AdbError, AdbLink, AdbShellLink, LinkLost, LinkTimeout, key_path
 from .base import CommandResult, Device, DeviceInfo
 from .probe import CoreChoice
 
+__all__ = ["ROOT", "AdbDevice", "AdbError", "LinkLost", "LinkTimeout", "key_path"]
+
 ROOT = "/data/local/tmp/seaformer-deploy"
+LOCK = f"{ROOT}/lock"
 PROPERTIES = {"model": "ro.product.model", "manufacturer": "ro.product.manufacturer",
               "soc": "ro.soc.model", "board": "ro.board.platform",
               "android": "ro.build.version.release", "sdk": "ro.build.version.sdk",
               "abi": "ro.product.cpu.abi", "os_build": "ro.build.fingerprint"}
+TRANSPORTS = ("auto", "server", "direct")
 
 
-class AdbError(UserError):
-    pass
+def open_link(serial: str, key: Path | None, timeout: float, transport: str) -> AdbLink:
+    """The link to ``serial`` for ``transport`` (see the module docstring)."""
+    if transport not in TRANSPORTS:
+        raise AdbError(f"unknown adb transport {transport!r}; expected one of "
+                       f"{', '.join(TRANSPORTS)}.")
+    if transport != "direct":
+        from .adb_server import AdbServer, server_address
 
-
-def key_path() -> Path:
-    home = os.environ.get("ANDROID_USER_HOME")
-    return Path(home) / "adbkey" if home else Path.home() / ".android" / "adbkey"
-
-
-def load_signer(path: Path | None = None):
-    """The host's adb key as an adb-shell signer; created (0600) like adb does when absent."""
-    from adb_shell.auth.keygen import keygen
-    from adb_shell.auth.sign_cryptography import CryptographySigner
-
-    path = Path(path or key_path())
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        keygen(str(path))
-    os.chmod(path, 0o600)
-    return CryptographySigner(str(path))
-
-
-def open_transport(serial: str, timeout: float):
-    """An adb-shell device object for ``serial`` (not yet connected)."""
-    host, sep, port = serial.rpartition(":")
-    if sep and port.isdigit():
-        from adb_shell.adb_device import AdbDeviceTcp
-
-        return AdbDeviceTcp(host, int(port), default_transport_timeout_s=timeout), "tcp"
-    try:
-        from adb_shell.adb_device_usb import AdbDeviceUsb
-    except ImportError:
-        raise AdbError(f"device {serial!r} is a USB serial, and adb-shell's USB support is not "
-                       f"installed: `pip install 'adb-shell[usb]'`, or switch the phone to TCP "
-                       f"(`adb tcpip 5555`, then --device PHONE_IP:5555).") from None
-    return AdbDeviceUsb(serial=serial, default_transport_timeout_s=timeout), "usb"
+        server = AdbServer(*server_address())
+        if server.running() and (transport == "server"
+                                 or serial in {d.serial for d in server.devices()}):
+            return server.link(serial)
+        if transport == "server":
+            host, port = server_address()
+            raise AdbError(f"no adb server answers on {host}:{port}: start it with "
+                           f"`adb start-server` (or use --adb-transport direct).")
+    return AdbShellLink(serial, key=key, timeout=timeout)
 
 
 class AdbDevice(Device):
@@ -79,7 +65,8 @@ class AdbDevice(Device):
     formats = ("pte",)
 
     def __init__(self, serial: str | None = None, key: Path | None = None,
-                 runner_target: str = "android-arm64", timeout: float = 10.0) -> None:
+                 runner_target: str = "android-arm64", timeout: float = 10.0,
+                 transport: str = "auto") -> None:
         serial = serial or os.environ.get("ANDROID_SERIAL")
         if not serial:
             raise AdbError("no device serial: pass --device SERIAL (or HOST:PORT), or set "
@@ -87,25 +74,32 @@ class AdbDevice(Device):
         self.serial = self.name = serial
         self.runner_target = runner_target
         self.core: int | None = None
-        self._session = f"run-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.session = f"run-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._libdirs: set[str] = set()
-        self._adb, kind = open_transport(serial, timeout)
-        self.transport = f"adb-shell {kind} (no adb server)"
-        self._connect(load_signer(key), timeout)
+        self._locked = False
+        self.link = open_link(serial, key, timeout, transport)
+        self.transport = self.link.description
+        self.link.connect()
 
-    def _connect(self, signer, timeout: float) -> None:
-        from adb_shell.exceptions import DeviceAuthError
+    def close(self) -> None:
+        self.link.close()
 
-        try:
-            self._adb.connect(rsa_keys=[signer], auth_timeout_s=timeout,
-                              read_timeout_s=timeout)
-        except (DeviceAuthError, TcpTimeoutException) as exc:
-            raise AdbError(f"{self.serial} did not accept this computer's adb key "
-                           f"({key_path()}): unlock the phone and accept the 'Allow USB "
-                           f"debugging?' prompt, then retry. ({type(exc).__name__})") from None
-        except OSError as exc:
-            raise AdbError(f"cannot reach {self.serial}: {exc}. Is it on the network with "
-                           f"adb over TCP enabled (adb tcpip 5555)?") from None
+    def reconnect(self, attempts: int = 6, first_delay: float = 0.5) -> str:
+        """Reopen the link, backing off exponentially (0.5, 1, 2, ... s); says how it went."""
+        delay, started = first_delay, time.monotonic()
+        for attempt in range(1, attempts + 1):
+            self.link.close()
+            time.sleep(delay)
+            try:
+                self.link.connect()
+                self.shell("true", timeout=10)
+                return (f"reconnected to {self.serial} after {attempt} attempt(s), "
+                        f"{time.monotonic() - started:.1f} s")
+            except (LinkLost, LinkTimeout):
+                delay *= 2
+        raise LinkLost(f"{self.serial}: connection lost and not restored after {attempts} "
+                       f"attempts over {time.monotonic() - started:.0f} s; check the cable or "
+                       f"network and `adb devices`.")
 
     # -- commands --------------------------------------------------------------------------
 
@@ -116,17 +110,10 @@ class AdbDevice(Device):
         err = f"/data/local/tmp/.sfd-{uuid.uuid4().hex}.err"
         wrapped = (f"(\n{script}\n) 2>{err}; rc=$?; echo; echo {marker}$rc; "
                    f"cat {err} 2>/dev/null; rm -f {err}")
-        limit = timeout if timeout is not None else 24 * 3600
-        try:
-            out = self._adb.shell(wrapped, transport_timeout_s=limit, read_timeout_s=limit,
-                                  timeout_s=limit)
-        except (AdbTimeoutError, TcpTimeoutException):
-            raise AdbError(f"{self.serial}: no answer within {limit:.0f} s to "
-                           f"{script.strip().splitlines()[0][:120]!r} (hung, or the connection "
-                           f"was lost).") from None
+        out = self.link.shell(wrapped, timeout if timeout is not None else 24 * 3600)
         head, found, tail = out.rpartition(marker)
         if not found:
-            raise AdbError(f"{self.serial}: the shell output lost its exit status (connection "
+            raise LinkLost(f"{self.serial}: the shell output lost its exit status (connection "
                            f"cut?): {out[-300:]!r}")
         code, _, stderr = tail.partition("\n")
         return CommandResult(int(code.strip() or 1), head[:-1] if head.endswith("\n") else head,
@@ -145,10 +132,59 @@ class AdbDevice(Device):
             command = f"cd {shlex.quote(cwd)} && {command}"
         return self.shell(command, timeout)
 
+    def kill_session(self) -> None:
+        """Kill what this session still runs on the device (a runner left behind by a lost
+        connection, a timeout or Ctrl-C). The bracket keeps pkill from matching its own shell."""
+        pattern = f"[{self.session[0]}]{self.session[1:]}"
+        self.shell(f"pkill -9 -f {shlex.quote(pattern)}; true", timeout=30)
+
     def choose_core(self, info: DeviceInfo, requested: int | None = None) -> CoreChoice:
         choice = super().choose_core(info, requested)
         self.core = choice.core
         return choice
+
+    # -- one bench at a time ---------------------------------------------------------------
+
+    def acquire_lock(self, wait: float = 0.0) -> None:
+        """Take the device's bench lock (an atomic mkdir), waiting up to ``wait`` seconds."""
+        owner = (f"host={socket.gethostname()} pid={os.getpid()} session={self.session} "
+                 f"since={time.strftime('%Y-%m-%dT%H:%M:%S%z')}")
+        deadline = time.monotonic() + wait
+        while True:
+            took = self.shell(f"mkdir -p {ROOT} && mkdir {LOCK} && echo {shlex.quote(owner)} "
+                              f"> {LOCK}/owner")
+            if took.returncode == 0:
+                self._locked = True
+                return
+            holder = self.shell(f"cat {LOCK}/owner").stdout.strip() or "unknown"
+            if self._stale(holder):
+                self.shell(f"rm -rf {LOCK}")
+                continue
+            if time.monotonic() >= deadline:
+                raise AdbError(
+                    f"{self.serial} is busy: another bench holds {LOCK} ({holder}). Wait for "
+                    f"it (--wait SECONDS waits), or, if that run is gone, remove the lock "
+                    f"with `adb -s {self.serial} shell rm -r {LOCK}`.")
+            time.sleep(min(5.0, max(0.1, deadline - time.monotonic())))
+
+    def _stale(self, holder: str) -> bool:
+        """A lock left by a dead process of this computer is taken over."""
+        fields = dict(f.split("=", 1) for f in holder.split() if "=" in f)
+        if fields.get("host") != socket.gethostname() or not fields.get("pid", "").isdigit():
+            return False
+        try:
+            os.kill(int(fields["pid"]), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+    def release_lock(self) -> None:
+        if self._locked:
+            self.shell(f"grep -q {shlex.quote('session=' + self.session)} {LOCK}/owner && "
+                       f"rm -rf {LOCK}; true")
+            self._locked = False
 
     # -- files -----------------------------------------------------------------------------
 
@@ -170,23 +206,26 @@ class AdbDevice(Device):
         listed = self.shell(f"for f in {quoted}; do [ -f \"$f\" ] && echo \"$f\"; done; true")
         return set(listed.stdout.splitlines())
 
-    def _check_space(self, needed: int) -> None:
-        if needed == 0:
-            return
+    def free_bytes(self) -> int | None:
+        """Free space under the work folder, from ``df -k`` (None if df says something odd)."""
         self.shell(f"mkdir -p {ROOT}")
         df = self.shell(f"df -k {ROOT}")
         try:
-            available_kb = int(df.stdout.strip().splitlines()[-1].split()[3])
+            return int(df.stdout.strip().splitlines()[-1].split()[3]) * 1024
         except (IndexError, ValueError):
-            return                     # an unusual df: let the push itself report the failure
-        if available_kb * 1024 < needed * 1.05:
-            raise AdbError(f"{self.serial}: {available_kb / 1024:.0f} MB free under {ROOT}, "
+            return None
+
+    def _check_space(self, needed: int) -> None:
+        if needed == 0:
+            return
+        available = self.free_bytes()
+        if available is not None and available < needed * 1.05:
+            raise AdbError(f"{self.serial}: {available / 2**20:.0f} MB free under {ROOT}, "
                            f"{needed / 2**20:.0f} MB to push; free space on the phone (or "
-                           f"remove old files with `adb shell rm -r {ROOT}`).")
+                           f"remove old files with `seaformer-deploy bench --cleanup` or "
+                           f"`adb shell rm -r {ROOT}/cas`).")
 
     def _push(self, local: Path, remote: str) -> None:
-        from adb_shell.exceptions import PushFailedError
-
         folder = remote.rsplit("/", 1)[0]
         part = f"{remote}.part-{uuid.uuid4().hex[:8]}"
         made = self.shell(f"mkdir -p {shlex.quote(folder)}")
@@ -194,27 +233,28 @@ class AdbDevice(Device):
             raise AdbError(f"{self.serial}: cannot create {folder}: {made.stderr.strip()}")
         mode = 0o100755 if os.access(local, os.X_OK) else 0o100644
         try:
-            self._adb.push(str(local), part, st_mode=mode, mtime=int(time.time()),
-                           read_timeout_s=60)
-        except PushFailedError as exc:
+            self.link.push(local, part, mode, timeout=max(60.0, local.stat().st_size / 2e6))
+        except LinkLost:
+            raise
+        except AdbError:
             self.shell(f"rm -f {shlex.quote(part)}")
-            raise AdbError(f"{self.serial}: pushing {local.name} failed: {exc}") from None
+            raise
         moved = self.shell(f"mv -f {shlex.quote(part)} {shlex.quote(remote)}")
         if moved.returncode != 0:
             raise AdbError(f"{self.serial}: cannot place {remote}: {moved.stderr.strip()}")
 
     def fetch(self, device_path: str, local: Path) -> None:
-        self._adb.pull(device_path, str(local), read_timeout_s=60)
+        self.link.pull(device_path, Path(local), timeout=60)
 
     def workdir(self) -> str:
-        return f"{ROOT}/{self._session}"
+        return f"{ROOT}/{self.session}"
 
     def write_text(self, device_path: str, text: str) -> None:
         with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
             f.write(text)
         try:
             self.shell(f"mkdir -p {shlex.quote(device_path.rsplit('/', 1)[0])}")
-            self._adb.push(f.name, device_path, st_mode=0o100644, mtime=int(time.time()))
+            self.link.push(Path(f.name), device_path, 0o100644, timeout=60)
         finally:
             os.unlink(f.name)
 
@@ -226,6 +266,10 @@ class AdbDevice(Device):
 
     def cleanup(self) -> None:
         self.shell(f"rm -rf {shlex.quote(self.workdir())}")
+
+    def remove_cache(self) -> None:
+        """``--cleanup``: also drop the content-addressed files (runner, artifacts, inputs)."""
+        self.shell(f"rm -rf {ROOT}/cas")
 
     def properties(self) -> dict[str, str]:
         script = "; ".join(f"echo {key}=$(getprop {prop})" for key, prop in PROPERTIES.items())

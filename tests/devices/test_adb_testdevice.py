@@ -332,32 +332,7 @@ def test_drop_after_bytes(adb, adb_testdevice, adb_key, tmp_path):
 
 
 # -- Debian's adb ----------------------------------------------------------------------------
-@pytest.fixture
-def real_adb(tmp_path, adb_key):
-    """An isolated adb server (own port, own HOME with our adbkey); killed afterwards."""
-    if not shutil.which("adb"):
-        if os.environ.get("SEAFORMER_REQUIRE_ADB") == "1":
-            pytest.fail("SEAFORMER_REQUIRE_ADB=1 but no adb on PATH (apt-get install adb)")
-        pytest.skip("Debian's adb is not installed (apt-get install adb)")
-    android = tmp_path / "home/.android"
-    android.mkdir(parents=True)
-    shutil.copy(adb_key[0], android / "adbkey")
-    (android / "adbkey.pub").write_text(adb_key[1])
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {"HOME": str(tmp_path / "home"), "PATH": os.environ["PATH"],
-           "ANDROID_ADB_SERVER_PORT": str(port), "TMPDIR": str(tmp_path)}
-
-    def run(*args, timeout=30):
-        return subprocess.run(["adb", *args], env=env, capture_output=True, text=True,
-                              stdin=subprocess.DEVNULL, timeout=timeout, check=False)
-
-    run("start-server")
-    yield run
-    run("kill-server")
-
-
+# (the isolated server, fixture `real_adb`, is in conftest.py: test_adb_server.py uses it too)
 def test_real_adb_client(real_adb, adb_testdevice, tmp_path):
     serial = adb_testdevice.serial
     assert "connected to" in real_adb("connect", serial).stdout
