@@ -225,12 +225,33 @@ def bench_cmd(
     runner_target: Annotated[Optional[str], typer.Option(
         help="adb devices: the native runner build to push (default android-arm64; "
              "linux-arm64 for ARM64 Linux boards).")] = None,
+    adb_transport: Annotated[str, typer.Option(
+        help="adb devices: auto (the adb server when it lists the device, else direct), "
+             "server, or direct (adb-shell, no server).")] = "auto",
+    max_temp: Annotated[Optional[float], typer.Option(
+        help="Before each block, wait until the hottest CPU thermal zone is below this many "
+             "degrees C.")] = None,
+    max_temp_wait: Annotated[float, typer.Option(
+        help="Longest wait for --max-temp, in seconds (then the block runs, flagged).")
+                             ] = 600.0,
+    lock_freq: Annotated[bool, typer.Option(
+        "--lock-freq", help="Rooted devices: hold the pinned core at its top frequency "
+                            "(restored afterwards).")] = False,
+    runner_timeout: Annotated[Optional[float], typer.Option(
+        help="Seconds before a runner process counts as hung (default: from the protocol).")
+                              ] = None,
+    wait: Annotated[float, typer.Option(
+        help="Seconds to wait for another bench to free the device.")] = 0.0,
+    cleanup: Annotated[bool, typer.Option(
+        "--cleanup", help="Also delete the files cached on the device (runner, artifacts).")
+                       ] = False,
     out: Annotated[Path, typer.Option("--out", "-o", help="Reports root folder.")
                    ] = Path("reports"),
     models_dir: Annotated[Path, typer.Option(help="Where exports live.")] = Path("models"),
 ) -> None:
     """Measure the whole model and its components on one pinned core; write a report."""
     from .bench.run import BenchOptions, bench
+    from .bench.thermal import ThermalPolicy
     from .export.pipeline import ExportOptions, export
     from .models import resolve_name
     from .reports import build_report, write_report
@@ -250,7 +271,11 @@ def bench_cmd(
                         cooldown_seconds=cooldown)
     opts = BenchOptions(artifacts=artifacts, device=device, formats=_csv(formats),
                         precisions=_csv(precisions), core=core, protocol=protocol,
-                        blocks=blocks, cv_limit=cv_limit, runner_target=runner_target)
+                        blocks=blocks, cv_limit=cv_limit, runner_target=runner_target,
+                        transport=adb_transport, runner_timeout=runner_timeout,
+                        wait_seconds=wait, lock_freq=lock_freq, cleanup=cleanup,
+                        thermal=ThermalPolicy(max_celsius=max_temp,
+                                              max_wait_seconds=max_temp_wait))
     run = _run_with_progress(lambda p: bench(opts, p), "benchmarking")
     report = build_report(run)
     folder = write_report(report, out)
@@ -258,7 +283,8 @@ def bench_cmd(
     console.print(f"report: [bold]{folder}[/]", highlight=False)
     if run.status == "interrupted":
         raise typer.Exit(130)
-    if any(a["parity"] is not None and not a["parity"]["passed"] for a in report["artifacts"]):
+    if report["failures"] or any(a["parity"] is not None and not a["parity"]["passed"]
+                                 for a in report["artifacts"]):
         raise typer.Exit(1)
 
 
@@ -314,6 +340,10 @@ def gate_cmd(
                           ] = 5,
     warmup: Annotated[int, typer.Option(help="A/B: warm-up iterations per artifact and block.")
                       ] = 5,
+    runner_target: Annotated[Optional[str], typer.Option(
+        help="A/B on adb devices: the native runner build (default android-arm64).")] = None,
+    wait: Annotated[float, typer.Option(
+        help="A/B: seconds to wait for another bench to free the device.")] = 0.0,
     json_out: Annotated[Optional[Path], typer.Option(
         "--json", help="Also write the verdict JSON here.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the verdict folders.")
@@ -346,7 +376,8 @@ def gate_cmd(
         selection = Selection(pick(formats, ("pte",)), pick(precisions, ("fp32", "fp16")),
                               pick(units, None))
         opts = ABOptions(baseline_artifacts, candidate_artifacts, device, selection, core,
-                         blocks, rounds, iterations, warmup)
+                         blocks, rounds, iterations, warmup, runner_target=runner_target,
+                         wait_seconds=wait)
         try:
             run = _run_with_progress(lambda p: run_ab(opts, p), "A/B")
         except KeyboardInterrupt:
@@ -415,6 +446,178 @@ def runner_build_cmd(
                   f"[bold]{build.binary}[/]", highlight=False)
     for lib in build.libraries:
         console.print(f"  needs {lib}", highlight=False)
+
+
+@app.command("devices")
+@user_errors
+def devices_cmd(
+    device: Annotated[Optional[list[str]], typer.Option(
+        "--device", "-d", help="Also reach this serial or HOST:PORT directly (adb-shell, no "
+                               "adb server); repeatable.")] = None,
+    profiles: Annotated[Optional[Path], typer.Option(
+        help="Device profiles folder (default: the repository's devices/).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the phones within reach (the adb server's, and --device) and probe each.
+
+    For each: model, SoC, Android, cores, the core a bench pins, temperatures, free space, the
+    transport, the matching profile (devices/) and where the probe disagrees with it. Exits 1
+    when a device that should answer (state device, or --device) cannot be probed."""
+    from .devices.adb_server import AdbServer, server_address
+    from .devices.profiles import load_profiles
+
+    known = load_profiles(profiles)
+    server = AdbServer(*server_address())
+    found: dict = {"server": {"address": server.address, "running": server.running()},
+                   "devices": []}
+    if found["server"]["running"]:
+        found["server"]["version"] = server.version()
+        for listed in server.devices():
+            entry = {"serial": listed.serial, "state": listed.state, "via": "adb server",
+                     "model": listed.model}
+            found["devices"].append(entry | (_describe_device(listed.serial, "server", known)
+                                             if listed.state == "device"
+                                             else {"hint": _state_hint(listed)}))
+    for serial in device or []:
+        entry = {"serial": serial, "state": "device", "via": "direct"}
+        found["devices"].append(entry | _describe_device(serial, "direct", known))
+    if as_json:
+        typer.echo(json.dumps(found, indent=2))
+    else:
+        _print_devices(found)
+    if any(d.get("error") for d in found["devices"]):
+        raise typer.Exit(1)
+
+
+def _state_hint(listed: object) -> str:
+    """What to do about a device the server lists but cannot use."""
+    from .devices.adb_link import unauthorized_message
+
+    if listed.state == "unauthorized":
+        return unauthorized_message(listed.serial)
+    if listed.state == "offline":
+        return (f"{listed.serial} is offline: check the cable or network, then "
+                f"`adb reconnect`; it may just be booting.")
+    return f"{listed.serial} is in state {listed.state!r}, not ready for adb commands."
+
+
+def _describe_device(serial: str, transport: str, profiles: list) -> dict:
+    """Probe one device; a failure becomes the entry's error, so the others still show."""
+    from .devices.adb import AdbDevice
+    from .devices.profiles import check_profile, match_profile
+
+    try:
+        dev = AdbDevice(serial, transport=transport)
+    except UserError as exc:
+        return {"state": "unreachable", "error": str(exc)}
+    try:
+        info, state = dev.probe(), dev.state()
+        choice = dev.choose_core(info)
+        df = dev.shell("df -k /data/local/tmp").stdout.strip().splitlines()
+    except UserError as exc:
+        return {"transport": dev.transport, "error": str(exc)}
+    finally:
+        dev.close()
+    props = info.properties
+    try:
+        free = int(df[-1].split()[3]) * 1024
+    except (IndexError, ValueError):
+        free = None                   # an unusual df: say nothing rather than guess
+    hottest = max(state.thermal_c.items(), key=lambda kv: kv[1], default=None)
+    profile = match_profile(props, profiles)
+    return {
+        "transport": dev.transport, "model": props.get("model"),
+        "manufacturer": props.get("manufacturer"), "soc": props.get("soc"),
+        "board": props.get("board"), "android": props.get("android"), "sdk": props.get("sdk"),
+        "abi": props.get("abi"), "clusters": _clusters(info.topology),
+        "pin_core": choice.core, "pin_reason": choice.reason,
+        "hottest_zone": {"zone": hottest[0].partition(":")[2] or hottest[0],
+                         "celsius": hottest[1]} if hottest else None,
+        "battery_c": state.battery_c, "free_bytes": free,
+        "profile": profile.to_dict() if profile else None,
+        "mismatches": check_profile(profile, info) if profile else [],
+    }
+
+
+def _clusters(topology: object) -> list[dict]:
+    """Consecutive cores of one cluster, max frequency and core type, as one group."""
+    from itertools import groupby
+
+    return [{"cpus": [c.index for c in group], "core_type": key[2], "max_khz": key[1]}
+            for key, group in groupby(topology.cores,
+                                      lambda c: (c.cluster, c.max_khz, c.core_type))]
+
+
+def _print_devices(found: dict) -> None:
+    from rich.markup import escape
+
+    server = found["server"]
+    if server["running"]:
+        console.print(f"adb server {server['address']} (adb {server['version']}): "
+                      f"{sum(d['via'] == 'adb server' for d in found['devices'])} device(s)",
+                      highlight=False)
+    else:
+        console.print(f"no adb server at {server['address']}: phones on USB show up once one "
+                      f"runs (`adb start-server`; this command never starts one). --device "
+                      f"HOST:PORT reaches a phone on the network without it.", highlight=False)
+    if not found["devices"]:
+        console.print("no devices within reach.")
+        return
+    table = Table(title="devices", box=box.SIMPLE_HEAD)
+    for col in ("serial", "state", "via", "model", "SoC", "profile"):
+        table.add_column(col, no_wrap=col != "profile")
+    for d in found["devices"]:
+        profile = d.get("profile")
+        table.add_row(*map(escape, (d["serial"], d["state"], d["via"], d.get("model") or "-",
+                                    d.get("soc") or d.get("board") or "-",
+                                    profile["name"] if profile else "-")))
+    console.print(table)
+    for d in found["devices"]:
+        _print_device(d)
+
+
+def _print_device(d: dict) -> None:
+    from rich.markup import escape
+
+    table = Table(title=f"{d['serial']} ({d['via']})", show_header=False, box=box.SIMPLE)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
+    if d.get("transport"):
+        table.add_row("transport", escape(d["transport"]))
+    if d.get("error") or d.get("hint"):
+        table.add_row("[red]error[/]" if d.get("error") else "[yellow]to do[/]",
+                      escape(d.get("error") or d["hint"]))
+        console.print(table)
+        return
+    ghz = lambda khz: f"{khz / 1e6:.2f} GHz" if khz else "? GHz"  # noqa: E731
+    table.add_row("model", f"{d.get('manufacturer') or ''} {d.get('model') or '-'}".strip())
+    table.add_row("SoC", " / ".join(filter(None, [d.get("soc"), d.get("board")])) or "-")
+    table.add_row("Android", f"{d.get('android') or '?'} (SDK {d.get('sdk') or '?'}), "
+                             f"{d.get('abi') or '?'}")
+    table.add_row("cores", "\n".join(
+        f"cpu{_cpu_range(c['cpus'])}: {len(c['cpus'])}x {c['core_type'] or '?'} "
+        f"{ghz(c['max_khz'])}" for c in d["clusters"]))
+    table.add_row("bench pins", escape(f"cpu{d['pin_core']}: {d['pin_reason']}"))
+    hot, battery = d["hottest_zone"], d["battery_c"]
+    table.add_row("temperatures", ", ".join(filter(None, [
+        f"hottest zone {hot['celsius']:.1f} °C ({escape(hot['zone'])})" if hot else None,
+        f"battery {battery:.1f} °C" if battery is not None else None])) or "-")
+    free = d["free_bytes"]
+    table.add_row("free space", f"{free / 2**30:.1f} GiB in /data/local/tmp"
+                  if free is not None else "-")
+    profile = d["profile"]
+    if profile is None:
+        table.add_row("profile", "none matches: add one under devices/ (devices/README.md)")
+    elif d["mismatches"]:
+        table.add_row("profile", f"{profile['name']} ({profile['file']}), but:\n" + "\n".join(
+            f"[yellow]- {escape(m)}[/]" for m in d["mismatches"]))
+    else:
+        table.add_row("profile", f"{profile['name']} ({profile['file']}): matches the probe")
+    console.print(table)
+
+
+def _cpu_range(cpus: list[int]) -> str:
+    return f"{cpus[0]}-{cpus[-1]}" if len(cpus) > 1 else str(cpus[0])
 
 
 def _run_with_progress(job: Callable, label: str) -> object:

@@ -9,6 +9,12 @@ Protocol, per runner (native ExecuTorch for .pte, ONNX Runtime for .onnx):
     formats are interleaved too; the device state is read before and after every block;
   * the outputs of the final run are pulled back and compared with PyTorch FP32 (on-device
     parity, the export's thresholds).
+
+Faults: a lost connection is reopened with backoff and the interrupted block rerun (finished
+blocks are kept); a runner that dies (signal, crash) or hangs past its timeout fails the artifact
+it was working on (its progress file says which), and the block is rerun without it; Ctrl-C ends
+with a partial report. Every exit path kills our processes on the device, restores a locked
+frequency, removes the session's files and releases the device lock.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from __future__ import annotations
 import math
 import posixpath
 import shlex
+import signal as signal_module
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,14 +34,18 @@ from pathlib import Path
 import numpy as np
 
 from ..devices import Device, DeviceInfo, get_device
-from ..devices.probe import CoreChoice
+from ..devices.adb_link import LinkLost, LinkTimeout
+from ..devices.frequency import FrequencyLock
+from ..devices.probe import CoreChoice, DeviceState
+from ..devices.profiles import check_profile, load_profiles, match_profile
 from ..errors import UserError
 from ..export import manifest as mf
 from ..export.parity import THRESHOLDS, compare, failures, worst
 from ..runners import native
-from ..runners.plan import (ModelRun, PlannedModel, Protocol, RunResult, parse_result, plan_text,
-                            read_output)
+from ..runners.plan import (ModelRun, PlannedModel, Protocol, RunResult, current_model,
+                            parse_result, plan_text, read_output)
 from .stats import DEFAULT_CV_LIMIT
+from .thermal import ThermalPolicy, cool_down, drift
 
 Progress = Callable[[str, int, int], None]
 
@@ -50,6 +62,12 @@ class BenchOptions:
     cv_limit: float = DEFAULT_CV_LIMIT
     parity: bool = True
     runner_target: str | None = None     # adb devices: override android-arm64 (linux-arm64)
+    transport: str = "auto"              # adb devices: auto, server or direct
+    runner_timeout: float | None = None  # seconds per runner process (None: from the protocol)
+    wait_seconds: float = 0.0            # wait this long for another bench to free the device
+    thermal: ThermalPolicy = ThermalPolicy()
+    lock_freq: bool = False              # rooted devices: pin the core's frequency at its top
+    cleanup: bool = False                # also delete the device's cached files at the end
 
 
 class BenchError(UserError):
@@ -69,6 +87,7 @@ class Measurement:
     artifact: dict                  # the manifest's entry
     runs: list[ModelRun] = field(default_factory=list)
     outputs: list[np.ndarray] | None = None
+    failure: dict | None = None     # why this artifact has no result (runner died or hung)
 
 
 @dataclass
@@ -88,49 +107,167 @@ class BenchRun:
     finished: float = 0.0
     status: str = "complete"        # or "interrupted"
     events: list[str] = field(default_factory=list)
+    frequency_lock: dict | None = None
+    profile: dict | None = None     # the matching devices/*.toml and where the probe disagrees
 
 
 def bench(opts: BenchOptions, progress: Progress | None = None,
           device: Device | None = None) -> BenchRun:
-    """Measure the selected artifacts of ``opts.artifacts`` on ``device``."""
+    """Measure the selected artifacts of ``opts.artifacts`` on ``device``, holding its lock."""
     started = time.time()
     folder = Path(opts.artifacts)
     manifest = mf.load(folder)
     if manifest is None:
         raise BenchError(f"{folder} holds no valid export (manifest.json missing or invalid): "
                          f"run `seaformer-deploy export` first, or pass --variant/--model.")
-    device = device or get_device(opts.device, opts.runner_target)
+    device = device or get_device(opts.device, opts.runner_target, opts.transport)
+    device.acquire_lock(opts.wait_seconds)
+    try:
+        return _bench_locked(opts, progress, device, manifest, folder, started)
+    finally:
+        _quietly(device.release_lock)
+        device.close()
+
+
+def _bench_locked(opts: BenchOptions, progress: Progress | None, device: Device, manifest: dict,
+                  folder: Path, started: float) -> BenchRun:
     info = device.probe()
-    choice = device.choose_core(info, opts.core)
+    profile = device_profile(info)
+    online = {c.index for c in info.topology.cores}
+    by_profile = profile["pin_core"] if profile and profile["pin_core"] in online else None
+    choice = device.choose_core(info, opts.core if opts.core is not None else by_profile)
+    if opts.core is None and by_profile is not None:
+        choice = replace(choice, reason=f"{profile['name']} profile ({profile['file']})")
     protocol = replace(opts.protocol, core=choice.core)
     selected = _select(manifest, opts, device)
     runners = build_runners(selected, device, progress)
-    staged = _stage(folder, manifest, selected, runners, device)
-    measurements = {a["path"]: Measurement(a) for a in selected}
     run = BenchRun(manifest, folder, opts, info, choice, protocol, runners, [],
-                   list(measurements.values()), started)
-    plan = block_plan(selected, opts.blocks)
-    last = {fmt: i for i, (fmt, _) in enumerate(plan)}
+                   [Measurement(a) for a in selected], started, profile=profile)
+    lock = FrequencyLock(device, choice.core) if opts.lock_freq else None
     try:
-        for index, (fmt, arts) in enumerate(plan):
-            if progress:
-                progress(f"block {index + 1}/{len(plan)}: {len(arts)} {fmt} artifacts", index,
-                         len(plan))
-            block, result = _run_block(device, runners[fmt], arts, staged, protocol, opts, index,
-                                       with_outputs=opts.parity and last[fmt] == index)
-            run.blocks.append(block)
-            for art in arts:
-                measurements[art["path"]].runs.append(result.models[art["path"]])
+        if lock:
+            run.frequency_lock = lock.apply()
+        staged = _with_reconnect(run, device, "staging",
+                                 lambda: _stage(folder, manifest, selected, runners, device))
+        _run_blocks(run, device, staged, progress)
         if opts.parity:
-            _fetch_outputs(device, run.measurements, staged.workdir)
+            done = [m for m in run.measurements if m.runs and m.failure is None]
+            _with_reconnect(run, device, "fetching outputs",
+                            lambda: _fetch_outputs(device, done, staged.workdir))
     except KeyboardInterrupt:
         run.status = "interrupted"
-        run.events.append(f"interrupted by the user after {len(run.blocks)} of {len(plan)} "
-                          f"blocks")
+        run.events.append(f"interrupted by the user after {len(run.blocks)} blocks")
+    except LinkLost as exc:
+        run.status = "interrupted"
+        run.events.append(f"stopped: {exc}")
     finally:
-        device.cleanup()
+        _finish(run, device, lock)
     run.finished = time.time()
     return run
+
+
+def device_profile(info: DeviceInfo) -> dict | None:
+    """The known-phone profile matching the probe, with the disagreements (None: unknown)."""
+    found = match_profile(info.properties, load_profiles())
+    if found is None:
+        return None
+    return {**found.to_dict(), "mismatches": check_profile(found, info)}
+
+
+def _run_blocks(run: BenchRun, device: Device, staged: Staged, progress: Progress | None
+                ) -> None:
+    selected = [m.artifact for m in run.measurements]
+    plan = block_plan(selected, run.options.blocks)
+    last = {fmt: i for i, (fmt, _) in enumerate(plan)}
+    policy = run.options.thermal
+    for index, (fmt, arts) in enumerate(plan):
+        if progress:
+            progress(f"block {index + 1}/{len(plan)}: {len(arts)} {fmt} artifacts", index,
+                     len(plan))
+        guard = None
+        if policy.max_celsius is not None or policy.pause_seconds > 0:
+            guard = cool_down(device.state, policy)
+        block = _resilient_block(run, device, run.runners[fmt], arts, staged, index,
+                                 with_outputs=run.options.parity and last[fmt] == index)
+        if block is not None:
+            block["thermal_guard"] = guard
+            block["drift"] = drift(DeviceState.from_dict(block["state_before"]),
+                                   DeviceState.from_dict(block["state_after"]),
+                                   run.choice.core, policy, guard)
+
+
+def _resilient_block(run: BenchRun, device: Device, runner: Runner, arts: list[dict],
+                     staged: Staged, index: int, with_outputs: bool) -> dict | None:
+    """Run one block to the end despite faults (see the module docstring); returns its record,
+    or None when every artifact in it failed."""
+    by_path = {m.artifact["path"]: m for m in run.measurements}
+    pending = [a for a in arts if by_path[a["path"]].failure is None]
+    attempt = losses = unexplained = 0
+    while pending:
+        tag = str(index) if attempt == 0 else f"{index}.{attempt}"
+        attempt += 1
+        try:
+            block, result = _run_block(device, runner, pending, staged, run.protocol,
+                                       run.options, tag, with_outputs)
+        except LinkLost as exc:
+            losses += 1
+            if losses > 3:
+                raise
+            run.events.append(f"block {index}: {exc}; {device.reconnect()}; block rerun")
+            device.kill_session()
+            continue
+        except RunnerDied as exc:
+            culprit = next((a for a in pending if a["path"] == exc.model), None)
+            if culprit is None and unexplained == 0:
+                unexplained += 1
+                run.events.append(f"block {index}: {exc.reason()} before any artifact started; "
+                                  f"block rerun")
+                continue
+            for art in [culprit] if culprit else list(pending):
+                by_path[art["path"]].failure = exc.record(index)
+                pending.remove(art)
+                run.events.append(f"{art['path']}: failed in block {index}: {exc.reason()}"
+                                  + ("; the rest of the block rerun" if pending else ""))
+            continue
+        block["attempts"] = attempt
+        run.blocks.append(block)
+        for art in pending:
+            by_path[art["path"]].runs.append(result.models[art["path"]])
+        return block
+    return None
+
+
+def _with_reconnect(run: BenchRun, device: Device, what: str, action: Callable):
+    """``action()``, reconnecting and retrying (up to 3 times) when the connection drops."""
+    for attempt in range(4):
+        try:
+            return action()
+        except LinkLost as exc:
+            if attempt == 3:
+                raise
+            run.events.append(f"{what}: {exc}; {device.reconnect()}; retried")
+
+
+def _finish(run: BenchRun, device: Device, lock: FrequencyLock | None) -> None:
+    """Every exit path: stop our processes, restore the frequency, remove the session's files
+    (and with --cleanup the cache). A failure here is recorded, never raised."""
+    steps = [device.kill_session, *([lock.restore] if lock else []), device.cleanup,
+             *([device.remove_cache] if run.options.cleanup else [])]
+    for step in steps:
+        problem = _quietly(step)
+        if isinstance(problem, LinkLost):
+            _quietly(device.reconnect)
+            problem = _quietly(step)
+        if problem is not None:
+            run.events.append(f"cleanup: {step.__name__} failed: {problem}")
+
+
+def _quietly(step: Callable) -> BaseException | None:
+    try:
+        step()
+    except (Exception, KeyboardInterrupt) as exc:        # noqa: BLE001 - reported by callers
+        return exc
+    return None
 
 
 def _select(manifest: dict, opts: BenchOptions, device: Device) -> list[dict]:
@@ -226,41 +363,96 @@ def block_protocol(protocol: Protocol, blocks: int) -> Protocol:
 
 
 def _run_block(device: Device, runner: Runner, arts: list[dict], staged: Staged,
-               protocol: Protocol, opts: BenchOptions, index: int,
+               protocol: Protocol, opts: BenchOptions, tag: str,
                with_outputs: bool) -> tuple[dict, RunResult]:
     models = [PlannedModel(a["path"], staged.paths[a["path"]],
                            tuple(staged.paths[t["file"]] for t in a["inputs"]),
                            f"outputs/{a['path']}" if with_outputs else None)
               for a in arts]
     return run_plan(device, runner, models, block_protocol(protocol, opts.blocks),
-                    staged.workdir, index)
+                    staged.workdir, tag, timeout=opts.runner_timeout)
+
+
+class RunnerDied(BenchError):
+    """A runner process exited abnormally or hung; ``model`` is the one it was working on."""
+
+    def __init__(self, runner: str, tag: str, model: str | None, phase: str | None,
+                 returncode: int | None, stderr: str, timeout: float | None = None) -> None:
+        self.runner, self.tag, self.model, self.phase = runner, tag, model, phase
+        self.returncode, self.timeout = returncode, timeout
+        self.stderr_tail = "\n".join(stderr.strip().splitlines()[-15:])
+        super().__init__(f"the {runner} runner {self.reason()} in block {tag}"
+                         + (f" ({phase} of {model})" if model else "")
+                         + (f":\n{self.stderr_tail}" if self.stderr_tail else ""))
+
+    def signal(self) -> str | None:
+        """The signal that killed it: subprocess reports -N, a device shell 128+N."""
+        code = self.returncode
+        number = -code if code is not None and code < 0 else (
+            code - 128 if code is not None and 128 < code < 128 + 65 else None)
+        if number is None:
+            return None
+        try:
+            return signal_module.Signals(number).name
+        except ValueError:
+            return f"signal {number}"
+
+    def reason(self) -> str:
+        if self.timeout is not None:
+            return f"hung (no result within {self.timeout:.0f} s; killed)"
+        name = self.signal()
+        return f"was killed by {name}" if name else f"exited with status {self.returncode}"
+
+    def record(self, block: int) -> dict:
+        return {"block": block, "runner": self.runner, "phase": self.phase,
+                "reason": self.reason(), "returncode": self.returncode,
+                "signal": self.signal(), "timeout_seconds": self.timeout,
+                "stderr_tail": self.stderr_tail}
 
 
 def run_plan(device: Device, runner: Runner, models: list[PlannedModel], protocol: Protocol,
-             workdir: str, index: int) -> tuple[dict, RunResult]:
+             workdir: str, tag: str | int, timeout: float | None = None
+             ) -> tuple[dict, RunResult]:
     """One runner process over ``models``, run in ``workdir`` (relative output folders in the
-    plan resolve there), with the device state read before and after."""
-    plan_path = f"{workdir}/plan-{index}.txt"
-    result_path = f"{workdir}/result-{index}.json"
-    device.write_text(plan_path, plan_text(protocol, models))
+    plan resolve there), with the device state read before and after. A runner that dies or
+    hangs raises ``RunnerDied`` naming the model it was in (from its progress file)."""
+    plan_path = f"{workdir}/plan-{tag}.txt"
+    result_path = f"{workdir}/result-{tag}.json"
+    progress_path = f"{workdir}/progress-{tag}.txt"     # relative in the plan: cwd is workdir
+    device.write_text(plan_path, plan_text(protocol, models, f"progress-{tag}.txt"))
     before = device.state()
+    limit = timeout or _timeout(protocol, len(models))
     started = time.perf_counter()
-    proc = device.run([*runner.argv, plan_path, result_path],
-                      timeout=_timeout(protocol, len(models)), cwd=workdir)
+    try:
+        proc = device.run([*runner.argv, plan_path, result_path], timeout=limit, cwd=workdir)
+    except (LinkTimeout, subprocess.TimeoutExpired):
+        device.reconnect()              # the link's state is unknown after a timeout
+        device.kill_session()
+        raise _died(device, runner, tag, progress_path, None, "", limit) from None
     wall = time.perf_counter() - started
-    after = device.state()
     if proc.returncode != 0:
-        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
-        raise BenchError(f"the {runner.format} runner failed (exit {proc.returncode}) in block "
-                         f"{index + 1}:\n{tail}")
+        raise _died(device, runner, tag, progress_path, proc.returncode,
+                    proc.stderr or proc.stdout)
+    after = device.state()
     result = parse_result(device.read_text(result_path))
-    block = {"index": index, "format": runner.format, "artifacts": [m.id for m in models],
+    block = {"index": int(str(tag).split(".")[0]), "format": runner.format,
+             "artifacts": [m.id for m in models],
              "protocol": asdict(protocol), "state_before": before.to_dict(),
              "state_after": after.to_dict(), "wall_seconds": round(wall, 3),
              "pinned": result.pinned, "pin_error": result.pin_error,
              "threads": result.threads, "peak_rss_kb": result.peak_rss_kb,
              "runtime_version": result.runtime_version}
     return block, result
+
+
+def _died(device: Device, runner: Runner, tag: str | int, progress_path: str,
+          returncode: int | None, stderr: str, timeout: float | None = None) -> RunnerDied:
+    try:
+        where = current_model(device.read_text(progress_path))
+    except (UserError, OSError):
+        where = None
+    phase, model = where if where else (None, None)
+    return RunnerDied(runner.format, str(tag), model, phase, returncode, stderr, timeout)
 
 
 def _timeout(protocol: Protocol, n: int) -> float:

@@ -78,6 +78,26 @@ class Device(abc.ABC):
         """Platform facts beyond sysfs (OS, model, SoC); empty by default."""
         return {}
 
+    # Robustness hooks; the defaults suit a device that cannot disconnect.
+    def acquire_lock(self, wait: float = 0.0) -> None:
+        """Keep other benches off this device until ``release_lock``."""
+
+    def release_lock(self) -> None:
+        pass
+
+    def reconnect(self) -> str:
+        """Reopen a lost connection; returns what happened, for the report's events."""
+        return "nothing to reconnect"
+
+    def kill_session(self) -> None:
+        """Stop whatever this session still runs on the device."""
+
+    def remove_cache(self) -> None:
+        """Delete cached files the device keeps across sessions."""
+
+    def close(self) -> None:
+        pass
+
     def snapshot(self) -> dict[str, str]:
         result = self.shell(PROBE_SCRIPT)
         return parse_snapshot(result.stdout)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import platform
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
+from ..errors import UserError
 from .base import CommandResult, Device
 
 
@@ -59,6 +62,34 @@ class LocalDevice(Device):
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
+
+    def acquire_lock(self, wait: float = 0.0) -> None:
+        """An flock on a per-user file: two local benches would share (and disturb) the cores.
+        The kernel drops the lock when the process dies, so it is never stale."""
+        path = Path(tempfile.gettempdir()) / f"seaformer-deploy-bench-{os.getuid()}.lock"
+        handle = open(path, "a+")
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    handle.close()
+                    raise UserError(f"another seaformer-deploy bench runs on this machine "
+                                    f"(it holds {path}); wait for it, or pass --wait SECONDS."
+                                    ) from None
+                time.sleep(0.5)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid={os.getpid()}\n")
+        handle.flush()
+        self._lock = handle
+
+    def release_lock(self) -> None:
+        if getattr(self, "_lock", None) is not None:
+            self._lock.close()          # closing the descriptor releases the flock
+            self._lock = None
 
     def properties(self) -> dict[str, str]:
         return {"os": f"{platform.system()} {platform.release()}", "machine": platform.machine(),

@@ -184,6 +184,16 @@ class DeviceState:
                 "thermal_c": self.thermal_c, "battery_c": self.battery_c,
                 "loadavg": list(self.loadavg) if self.loadavg else None}
 
+    @classmethod
+    def from_dict(cls, raw: dict) -> DeviceState:
+        """The inverse of ``to_dict`` (states stored in blocks and reports)."""
+        return cls(time=raw["time"],
+                   governors={int(k): v for k, v in raw["governors"].items()},
+                   cur_khz={int(k): v for k, v in raw["cur_khz"].items()},
+                   scaling_khz={int(k): tuple(v) for k, v in raw["scaling_khz"].items()},
+                   thermal_c=dict(raw["thermal_c"]), battery_c=raw["battery_c"],
+                   loadavg=tuple(raw["loadavg"]) if raw["loadavg"] else None)
+
     def max_temperature(self) -> float | None:
         temps = list(self.thermal_c.values()) + ([self.battery_c] if self.battery_c else [])
         return max(temps) if temps else None

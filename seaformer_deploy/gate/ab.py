@@ -46,6 +46,8 @@ class ABOptions:
     iterations: int = 5              # timed iterations per side per round
     warmup_iterations: int = 5
     warmup_seconds: float = 0.2
+    runner_target: str | None = None     # adb devices: override android-arm64 (linux-arm64)
+    wait_seconds: float = 0.0            # wait this long for another bench to free the device
 
 
 @dataclass
@@ -91,7 +93,19 @@ def run_ab(opts: ABOptions, progress: Progress | None = None,
         raise GateError("the two exports are different workloads, not an A/B pair: "
                         + "; ".join(problems) + ". Export both with the same model and options.")
     selected, missing = _select(manifests, opts.selection)
-    device = device or get_device(opts.device)
+    device = device or get_device(opts.device, opts.runner_target)
+    device.acquire_lock(opts.wait_seconds)
+    try:
+        return _run_ab_locked(opts, progress, device, folders, manifests, selected, missing,
+                              started)
+    finally:
+        device.release_lock()
+        device.close()
+
+
+def _run_ab_locked(opts: ABOptions, progress: Progress | None, device: Device,
+                   folders: dict, manifests: dict, selected: dict, missing: dict,
+                   started: float) -> ABRun:
     info = device.probe()
     choice = device.choose_core(info, opts.core)
     protocol = Protocol(core=choice.core, threads=1, warmup_iterations=opts.warmup_iterations,
@@ -118,6 +132,7 @@ def run_ab(opts: ABOptions, progress: Progress | None = None,
                     run.sides[p].samples[side].append(got.samples_ms)
                     run.sides[p].rounds[side].append(got.rounds)
     finally:
+        device.kill_session()
         device.cleanup()
     run.seconds = time.perf_counter() - started
     return run

@@ -22,7 +22,7 @@ PAPER_FIG10 = {"model": "seaformer-t",
 
 
 def build_report(run: BenchRun) -> dict:
-    artifacts = [_artifact(run, m) for m in run.measurements if m.runs]
+    artifacts = [_artifact(run, m) for m in run.measurements if m.runs and m.failure is None]
     manifest = run.manifest
     return {
         "schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION, "status": run.status,
@@ -32,9 +32,12 @@ def build_report(run: BenchRun) -> dict:
         "command": mf.command_line(), "tools": mf.tool_versions(),
         "device": {**run.info.to_dict(), "core": {"index": run.choice.core,
                                                    "reason": run.choice.reason},
+                   "profile": run.profile,
                    "fingerprint": fingerprint(run)},
         "protocol": {**_protocol(run), "blocks": run.options.blocks,
-                     "cv_limit": run.options.cv_limit},
+                     "cv_limit": run.options.cv_limit,
+                     "thermal": run.options.thermal.to_dict(),
+                     "frequency_lock": run.frequency_lock},
         "runners": {fmt: r.identity for fmt, r in run.runners.items()},
         "export": {"folder": str(run.folder), "model": manifest["model"],
                    "input": manifest["input"], "output": manifest["output"],
@@ -42,11 +45,20 @@ def build_report(run: BenchRun) -> dict:
                    "cache_key": manifest["cache_key"],
                    "manifest_sha256": mf.sha256_path(run.folder / mf.MANIFEST),
                    "export_tools": manifest["tools"]},
-        "blocks": run.blocks, "artifacts": artifacts,
+        "blocks": run.blocks, "artifacts": artifacts, "failures": _failures(run),
         "components": component_breakdown(artifacts),
         "paper": PAPER_FIG10 if manifest["model"]["name"] == PAPER_FIG10["model"] else None,
         "events": run.events, "warnings": _warnings(run, artifacts),
     }
+
+
+def _failures(run: BenchRun) -> list[dict]:
+    """Artifacts the runner died or hung on, with what was measured before."""
+    return [{"path": m.artifact["path"], "unit": m.artifact["unit"],
+             "format": m.artifact["format"], "precision": m.artifact["precision"],
+             **m.failure,
+             "samples_ms": [round(float(v), 6) for r in m.runs for v in r.samples_ms]}
+            for m in run.measurements if m.failure is not None]
 
 
 def _protocol(run: BenchRun) -> dict:
@@ -138,8 +150,14 @@ def _warnings(run: BenchRun, artifacts: list[dict]) -> list[str]:
         if a["parity"] is not None and not a["parity"]["passed"]:
             found.append(f"{a['path']}: on-device parity failed: "
                          f"{'; '.join(a['parity']['failures'])}")
+    if run.profile:
+        found += [f"device profile {run.profile['file']}: {m}"
+                  for m in run.profile["mismatches"]]
     for block in run.blocks:
         if not block["pinned"] and run.choice.core >= 0:
             found.append(f"block {block['index']}: the runner could not pin itself "
                          f"({block['pin_error']})")
+        found += [f"block {block['index']}: {flag}" for flag in block.get("drift") or []]
+    found += [f"{m.artifact['path']}: no result, the runner {m.failure['reason']} in block "
+              f"{m.failure['block']}" for m in run.measurements if m.failure is not None]
     return found

@@ -72,6 +72,17 @@ def markdown(report: dict) -> str:
         lines += ["", "## Components (median ms, share of their sum)", ""]
         lines += _table(["", *COMPONENTS, "sum", "whole model", "sum / whole"],
                         component_rows(report))
+    if report.get("failures"):
+        lines += ["", "## Failed artifacts", ""]
+        for f in report["failures"]:
+            tail = f["stderr_tail"].strip().splitlines()[-3:]
+            lines.append(f"- {f['path']}: the {f['runner']} runner {f['reason']} in block "
+                         f"{f['block']}" + (f" ({f['phase']})" if f.get("phase") else "")
+                         + (": `" + " / ".join(tail) + "`" if tail else ""))
+    lock = proto.get("frequency_lock")
+    if lock:
+        lines += ["", f"Frequency: cpu{lock['core']} locked at {lock['khz'] / 1e3:.0f} MHz "
+                      f"({lock['governor']}, via {lock['via']}), restored afterwards."]
     lines += ["", "## Tools", ""]
     lines += [f"- {k}: {v}" for k, v in sorted(report["tools"].items())]
     if report["warnings"] or report["events"]:

@@ -33,6 +33,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,6 +75,10 @@ class KillRule:
     pattern: str                 # regex searched in the device command text
     signal: int = signal.SIGKILL
     after_s: float = 0.0
+    when: Callable[[], bool] | None = None   # polled; the delay starts once it is true
+    once: bool = False           # forget the rule after it fired
+    leaf: bool = False           # signal only the program the command's shells run (a crash,
+                                 # the OOM killer), not the whole process group
 
 
 @dataclass
@@ -87,7 +92,8 @@ class Faults:
     * ``hang_commands``: regexes; a matching shell command produces nothing and never exits
       (until the host closes the stream).
     * ``kill_commands``: ``KillRule``s; a matching command gets the signal after ``after_s``
-      (shell v2 then reports exit status 128+signal).
+      (counted from when ``when()`` first holds, if given; shell v2 then reports exit status
+      128+signal). ``SIGSTOP`` makes a genuinely hung process.
     * ``drop_on_open``: regex; the next OPEN of a matching service (e.g. ``"^sync:"``) cuts the
       TCP connection instead of answering. One-shot.
     * ``drop_after_bytes(n)``: the device cuts the connection after sending ``n`` more bytes
@@ -130,7 +136,10 @@ class Faults:
         return any(re.search(p, command) for p in self.hang_commands)
 
     def kill_rule(self, command: str) -> KillRule | None:
-        return next((r for r in self.kill_commands if re.search(r.pattern, command)), None)
+        rule = next((r for r in self.kill_commands if re.search(r.pattern, command)), None)
+        if rule and rule.once:
+            self.kill_commands.remove(rule)
+        return rule
 
 
 class Connection:
@@ -352,6 +361,14 @@ class AdbTestDevice:
                 self._connections.append(conn)
             threading.Thread(target=self._serve, args=(conn,), daemon=True,
                              name="adbtd-conn").start()
+
+    def drop_connections(self) -> int:
+        """Cut every host connection now (a cable pulled); returns how many there were."""
+        with self._lock:
+            connections = list(self._connections)
+        for conn in connections:
+            conn.drop()
+        return len(connections)
 
     def _serve(self, conn: Connection) -> None:
         conn.serve()

@@ -67,6 +67,7 @@ class Profile:
     hardware: str = "Qualcomm Technologies, Inc kona"
     df_total_kb: int = 113_058_636
     df_avail_kb: int = 98_188_800
+    rooted: bool = False                 # an su binary (Magisk-style) in /system/bin
 
 
 def sd865() -> Profile:
@@ -114,7 +115,10 @@ class Sandbox:
     def _build(self) -> None:
         for d in ("data/local/tmp", "sdcard", "system/bin", "vendor/bin", "proc"):
             (self.root / d).mkdir(parents=True, exist_ok=True)
-        for shim in sorted((HERE / "adbtd_shims").iterdir()):
+        shims = sorted((HERE / "adbtd_shims").iterdir())
+        if self.profile.rooted:
+            shims += sorted((HERE / "adbtd_root_shims").iterdir())
+        for shim in shims:
             target = self.root / "system/bin" / shim.name
             shutil.copyfile(shim, target)
             target.chmod(0o755)

@@ -21,6 +21,7 @@ import stat
 import struct
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -64,9 +65,21 @@ class Command:
             self.proc = device.spawn(text or "exec /bin/sh", merge_stderr)
             rule = device.faults.kill_rule(text)
             if rule:
-                timer = threading.Timer(rule.after_s, self.signal, (rule.signal,))
-                timer.daemon = True
-                timer.start()
+                threading.Thread(target=self._kill_later, args=(rule,), daemon=True).start()
+
+    def _kill_later(self, rule) -> None:
+        while rule.when is not None and not rule.when():
+            if self.proc.poll() is not None:
+                return
+            time.sleep(0.02)
+        time.sleep(rule.after_s)
+        if not rule.leaf:
+            return self.signal(rule.signal)
+        for pid in _leaves(self.proc.pid):
+            try:
+                os.kill(pid, rule.signal)
+            except ProcessLookupError:
+                pass
 
     def signal(self, sig: int) -> None:
         if self.proc and self.proc.poll() is None:
@@ -87,6 +100,24 @@ class Command:
     def exit_status(self) -> int:
         code = self.proc.wait()
         return 128 - code if code < 0 else code        # killed by signal N -> 128+N
+
+
+def _leaves(root: int) -> list[int]:
+    """Descendants of ``root`` without children of their own, from /proc."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    stat_line = f.read()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat_line.rpartition(")")[2].split()[1])
+    family, frontier = set(), {root}
+    while frontier:
+        frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - family
+        family |= frontier
+    return [pid for pid in family if pid not in parents.values()]
 
 
 def _pump_output(pipe, emit: Callable[[bytes], None], unmap) -> None:
