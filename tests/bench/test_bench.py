@@ -8,9 +8,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from seaformer_deploy.bench.run import BenchOptions, bench, block_plan, block_protocol
+from seaformer_deploy.bench.run import (BenchOptions, RunnerDied, bench, block_plan,
+                                        block_protocol)
 from seaformer_deploy.cli import app
 from seaformer_deploy.devices import LocalDevice
+from seaformer_deploy.errors import UserError
 from seaformer_deploy.reports import build_report, load_report, write_report
 from seaformer_deploy.reports.files import samples_frame, validate
 from seaformer_deploy.runners.plan import Protocol
@@ -131,3 +133,25 @@ def test_bench_cli(small_export, tmp_path):
     assert report["status"] == "complete" and len(report["artifacts"]) == 10
     assert all(a["parity"]["passed"] for a in report["artifacts"])
     assert "components: median ms" in result.stdout and str(folder) in result.stdout
+
+
+def test_local_bench_lock_keeps_a_second_bench_out():
+    first, second = LocalDevice(), LocalDevice()
+    first.acquire_lock()
+    try:
+        with pytest.raises(UserError, match="another seaformer-deploy bench runs on this "
+                                            "machine.*--wait SECONDS"):
+            second.acquire_lock(wait=0.6)
+    finally:
+        first.release_lock()
+    second.acquire_lock()
+    second.release_lock()
+
+
+@pytest.mark.parametrize(("code", "reason", "name"), [
+    (-9, "was killed by SIGKILL", "SIGKILL"), (139, "was killed by SIGSEGV", "SIGSEGV"),
+    (2, "exited with status 2", None)])
+def test_runner_death_is_named(code, reason, name):
+    died = RunnerDied("pte", "3", "stem.fp32.pte", "timing", code, "a\nb\n")
+    assert (died.reason(), died.signal()) == (reason, name)
+    assert died.record(3)["stderr_tail"] == "a\nb" and "(timing of stem.fp32.pte)" in str(died)
