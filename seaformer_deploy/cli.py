@@ -503,8 +503,8 @@ def _state_hint(listed: object) -> str:
 
 def _describe_device(serial: str, transport: str, profiles: list) -> dict:
     """Probe one device; a failure becomes the entry's error, so the others still show."""
+    from .bench.run import device_profile, pick_core
     from .devices.adb import AdbDevice
-    from .devices.profiles import check_profile, match_profile
 
     try:
         dev = AdbDevice(serial, transport=transport)
@@ -512,19 +512,15 @@ def _describe_device(serial: str, transport: str, profiles: list) -> dict:
         return {"state": "unreachable", "error": str(exc)}
     try:
         info, state = dev.probe(), dev.state()
-        choice = dev.choose_core(info)
-        df = dev.shell("df -k /data/local/tmp").stdout.strip().splitlines()
+        profile = device_profile(info, profiles)
+        choice = pick_core(dev, info, None, profile)
+        free = dev.free_bytes("/data/local/tmp")
     except UserError as exc:
         return {"transport": dev.transport, "error": str(exc)}
     finally:
         dev.close()
     props = info.properties
-    try:
-        free = int(df[-1].split()[3]) * 1024
-    except (IndexError, ValueError):
-        free = None                   # an unusual df: say nothing rather than guess
     hottest = max(state.thermal_c.items(), key=lambda kv: kv[1], default=None)
-    profile = match_profile(props, profiles)
     return {
         "transport": dev.transport, "model": props.get("model"),
         "manufacturer": props.get("manufacturer"), "soc": props.get("soc"),
@@ -534,8 +530,8 @@ def _describe_device(serial: str, transport: str, profiles: list) -> dict:
         "hottest_zone": {"zone": hottest[0].partition(":")[2] or hottest[0],
                          "celsius": hottest[1]} if hottest else None,
         "battery_c": state.battery_c, "free_bytes": free,
-        "profile": profile.to_dict() if profile else None,
-        "mismatches": check_profile(profile, info) if profile else [],
+        "profile": {k: v for k, v in profile.items() if k != "mismatches"} if profile else None,
+        "mismatches": profile["mismatches"] if profile else [],
     }
 
 

@@ -133,11 +133,7 @@ def _bench_locked(opts: BenchOptions, progress: Progress | None, device: Device,
                   folder: Path, started: float) -> BenchRun:
     info = device.probe()
     profile = device_profile(info)
-    online = {c.index for c in info.topology.cores}
-    by_profile = profile["pin_core"] if profile and profile["pin_core"] in online else None
-    choice = device.choose_core(info, opts.core if opts.core is not None else by_profile)
-    if opts.core is None and by_profile is not None:
-        choice = replace(choice, reason=f"{profile['name']} profile ({profile['file']})")
+    choice = pick_core(device, info, opts.core, profile)
     protocol = replace(opts.protocol, core=choice.core)
     selected = _select(manifest, opts, device)
     runners = build_runners(selected, device, progress)
@@ -166,12 +162,23 @@ def _bench_locked(opts: BenchOptions, progress: Progress | None, device: Device,
     return run
 
 
-def device_profile(info: DeviceInfo) -> dict | None:
+def device_profile(info: DeviceInfo, profiles: list | None = None) -> dict | None:
     """The known-phone profile matching the probe, with the disagreements (None: unknown)."""
-    found = match_profile(info.properties, load_profiles())
+    found = match_profile(info.properties, load_profiles() if profiles is None else profiles)
     if found is None:
         return None
     return {**found.to_dict(), "mismatches": check_profile(found, info)}
+
+
+def pick_core(device: Device, info: DeviceInfo, requested: int | None,
+              profile: dict | None) -> CoreChoice:
+    """--core, else the profile's core when it is online, else the fastest core."""
+    online = {c.index for c in info.topology.cores}
+    by_profile = profile["pin_core"] if profile and profile["pin_core"] in online else None
+    choice = device.choose_core(info, requested if requested is not None else by_profile)
+    if requested is None and by_profile is not None:
+        choice = replace(choice, reason=f"{profile['name']} profile ({profile['file']})")
+    return choice
 
 
 def _run_blocks(run: BenchRun, device: Device, staged: Staged, progress: Progress | None

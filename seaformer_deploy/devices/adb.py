@@ -206,10 +206,12 @@ class AdbDevice(Device):
         listed = self.shell(f"for f in {quoted}; do [ -f \"$f\" ] && echo \"$f\"; done; true")
         return set(listed.stdout.splitlines())
 
-    def free_bytes(self) -> int | None:
-        """Free space under the work folder, from ``df -k`` (None if df says something odd)."""
-        self.shell(f"mkdir -p {ROOT}")
-        df = self.shell(f"df -k {ROOT}")
+    def free_bytes(self, folder: str = ROOT) -> int | None:
+        """Free space under ``folder`` (created when it is our root), from ``df -k``; None if
+        df says something odd."""
+        if folder == ROOT:
+            self.shell(f"mkdir -p {ROOT}")
+        df = self.shell(f"df -k {shlex.quote(folder)}")
         try:
             return int(df.stdout.strip().splitlines()[-1].split()[3]) * 1024
         except (IndexError, ValueError):

@@ -45,6 +45,14 @@ def component_rows(report: dict) -> list[list[str]]:
     return rows
 
 
+def _profile_line(profile: dict | None) -> list[str]:
+    if not profile:
+        return []
+    agreement = ("matches the probe" if not profile["mismatches"]
+                 else "differs: " + "; ".join(profile["mismatches"]))
+    return [f"- profile: {profile['name']} (`devices/{profile['file']}`), {agreement}"]
+
+
 def markdown(report: dict) -> str:
     exp = report["export"]
     dev = report["device"]
@@ -57,6 +65,7 @@ def markdown(report: dict) -> str:
              f"{dev['topology']['cpu_model']}; {dev['topology']['kernel']}",
              f"- core: **cpu{dev['core']['index']}** ({dev['core']['reason']}); "
              f"fingerprint `{dev['fingerprint']['digest']}`",
+             *_profile_line(dev.get("profile")),
              f"- protocol: {proto['threads']} thread, warm-up >= {proto['warmup_iterations']} "
              f"iterations and {proto['warmup_seconds']} s, timed >= {proto['iterations']} "
              f"iterations and {proto['min_seconds']} s per artifact, {proto['rounds']} "

@@ -44,7 +44,7 @@ def test_devices_through_the_adb_server(real_adb, adb_testdevice, env):
         assert f"adb server 127.0.0.1:{real_adb.port} (adb 1.0." in text
         for expected in ("unauthorized", "did not accept this computer's adb key",
                          "cpu0-3: 4x Cortex-A55 1.80 GHz", "cpu4-6: 3x Cortex-A77 2.42 GHz",
-                         "cpu7: 1x Cortex-A77 2.84 GHz", "cpu7: highest max frequency",
+                         "cpu7: 1x Cortex-A77 2.84 GHz", "cpu7: OnePlus 8 Pro profile",
                          "hottest zone 42.0 °C (cpu-1-6-usr), battery 28.5 °C",
                          "93.6 GiB in /data/local/tmp", "SM8250 / kona",
                          "12 (SDK 31), arm64-v8a",
