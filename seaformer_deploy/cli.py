@@ -218,7 +218,8 @@ def bench_cmd(
                            ] = 2.0,
     rounds: Annotated[int, typer.Option(help="Interleaved rounds per artifact.")] = 6,
     blocks: Annotated[int, typer.Option(help="Blocks alternating between runners.")] = 2,
-    cooldown: Annotated[float, typer.Option(help="Seconds of pause between artifact blocks.")
+    cooldown: Annotated[float, typer.Option(
+        help="Seconds the runner pauses before each artifact's block of timed iterations.")
                         ] = 0.0,
     cv_limit: Annotated[float, typer.Option(help="CV above which a result is unstable.")
                         ] = 0.05,
@@ -234,6 +235,9 @@ def bench_cmd(
     max_temp_wait: Annotated[float, typer.Option(
         help="Longest wait for --max-temp, in seconds (then the block runs, flagged).")
                              ] = 600.0,
+    block_pause: Annotated[float, typer.Option(
+        help="Fixed pause in seconds before each block (a cool-down where thermal zones "
+             "cannot be read).")] = 0.0,
     lock_freq: Annotated[bool, typer.Option(
         "--lock-freq", help="Rooted devices: hold the pinned core at its top frequency "
                             "(restored afterwards).")] = False,
@@ -275,7 +279,8 @@ def bench_cmd(
                         transport=adb_transport, runner_timeout=runner_timeout,
                         wait_seconds=wait, lock_freq=lock_freq, cleanup=cleanup,
                         thermal=ThermalPolicy(max_celsius=max_temp,
-                                              max_wait_seconds=max_temp_wait))
+                                              max_wait_seconds=max_temp_wait,
+                                              pause_seconds=block_pause))
     run = _run_with_progress(lambda p: bench(opts, p), "benchmarking")
     report = build_report(run)
     folder = write_report(report, out)

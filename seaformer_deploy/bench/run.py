@@ -121,9 +121,14 @@ def bench(opts: BenchOptions, progress: Progress | None = None,
         raise BenchError(f"{folder} holds no valid export (manifest.json missing or invalid): "
                          f"run `seaformer-deploy export` first, or pass --variant/--model.")
     device = device or get_device(opts.device, opts.runner_target, opts.transport)
+    asked = time.monotonic()
     device.acquire_lock(opts.wait_seconds)
+    waited = time.monotonic() - asked
     try:
-        return _bench_locked(opts, progress, device, manifest, folder, started)
+        run = _bench_locked(opts, progress, device, manifest, folder, started)
+        if waited > 1.0:
+            run.events.insert(0, f"waited {waited:.0f} s for another bench to free the device")
+        return run
     finally:
         _quietly(device.release_lock)
         device.close()
@@ -262,7 +267,7 @@ def _finish(run: BenchRun, device: Device, lock: FrequencyLock | None) -> None:
              *([device.remove_cache] if run.options.cleanup else [])]
     for step in steps:
         problem = _quietly(step)
-        if isinstance(problem, LinkLost):
+        if problem is not None:         # e.g. a link left mid-packet by Ctrl-C: reopen it
             _quietly(device.reconnect)
             problem = _quietly(step)
         if problem is not None:

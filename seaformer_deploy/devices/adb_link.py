@@ -145,6 +145,7 @@ class AdbShellLink(AdbLink):
     def _call(self, action, what: str, timeout: float):
         """adb-shell's many failure types -> LinkTimeout / LinkLost."""
         from adb_shell.exceptions import (AdbConnectionError, AdbTimeoutError,
+                                          InvalidChecksumError, InvalidCommandError,
                                           InvalidResponseError, TcpTimeoutException)
 
         if not self._adb.available:
@@ -154,7 +155,8 @@ class AdbShellLink(AdbLink):
         except (AdbTimeoutError, TcpTimeoutException):
             raise LinkTimeout(f"{self.serial}: no answer within {timeout:.0f} s to "
                               f"{what.strip().splitlines()[0][:120]!r}") from None
-        except (AdbConnectionError, InvalidResponseError, ConnectionError, OSError) as exc:
+        except (AdbConnectionError, InvalidResponseError, InvalidCommandError,
+                InvalidChecksumError, ConnectionError, OSError) as exc:   # a broken stream too
             raise LinkLost(f"{self.serial}: connection lost during {what[:80]!r} "
                            f"({type(exc).__name__}: {exc})") from None
 

@@ -108,6 +108,15 @@ def test_serial_comes_from_android_serial(adb_testdevice, android_home, monkeypa
         AdbDevice()
 
 
+@pytest.mark.parametrize("serial", HOSTILE + ["127.0.0.1:1;touch pwned"])
+def test_hostile_serials_are_refused_without_reaching_a_shell(serial, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", "1")      # no server: the direct path
+    with pytest.raises(AdbError):
+        get_device(serial)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_usb_serial_without_usb_support_says_what_to_do():
     with pytest.raises(AdbError, match="adb tcpip 5555"):
         get_device("R58M12345XY")
@@ -115,14 +124,17 @@ def test_usb_serial_without_usb_support_says_what_to_do():
 
 def test_bench_over_adb_runs_the_arm64_runner(adb_testdevice, android_home, tmp_path,
                                               export_128, arm64_exec):
-    """SeaFormer-T 128x128, FP32 .pte, a short protocol (emulated ARM64 is about 100x slower
-    than native)."""
+    """The acceptance command, `bench --device 127.0.0.1:PORT --variant T --input-size 128x128`
+    (export cached by the fixture), FP32 .pte with a short protocol: emulated ARM64 is about
+    100x slower than native."""
     result = CliRunner().invoke(app, [
-        "bench", "--device", adb_testdevice.serial, "--artifacts", str(export_128.folder),
+        "bench", "--device", adb_testdevice.serial, "--variant", "T", "--input-size", "128x128",
+        "--models-dir", str(export_128.folder.parent),
         "--runner-target", "linux-arm64", "--formats", "pte", "--precisions", "fp32",
         "--iterations", "3", "--min-seconds", "0", "--rounds", "1", "--warmup", "1",
         "--warmup-seconds", "0", "--blocks", "1", "--out", str(tmp_path / "reports")])
     assert result.exit_code == 0, result.output
+    assert "(cached)" in result.output
     [folder] = (tmp_path / "reports").iterdir()
     report = json.loads((folder / "report.json").read_text())
     device = report["device"]

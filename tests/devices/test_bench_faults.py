@@ -154,6 +154,7 @@ def test_second_bench_on_one_device_fails_clearly_or_waits(adb_testdevice, expor
     started = time.monotonic()
     report = build_report(bench(options(export_128, adb_testdevice, wait_seconds=120)))
     assert time.monotonic() - started >= 2.0
+    assert report["events"][0].startswith("waited ") and "to free the device" in report["events"][0]
     assert report["status"] == "complete" and len(report["artifacts"]) == 5
     assert_device_clean(adb_testdevice)
 
