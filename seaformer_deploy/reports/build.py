@@ -145,8 +145,10 @@ def _warnings(run: BenchRun, artifacts: list[dict]) -> list[str]:
             found.append(f"{a['path']}: iterations ran on CPU {others}, not only on "
                          f"{run.choice.core}")
         if a["stats"]["unstable"]:
-            found.append(f"{a['path']}: unstable (CV {100 * a['stats']['cv']:.1f} % > "
-                         f"{100 * run.options.cv_limit:.0f} %)")
+            cv, limit = a["stats"]["cv"], run.options.cv_limit
+            why = (f"CV {100 * cv:.1f} % > {100 * limit:.0f} %" if cv > limit
+                   else f"only {a['stats']['n']} samples, too few to judge stability")
+            found.append(f"{a['path']}: unstable ({why})")
         if a["parity"] is not None and not a["parity"]["passed"]:
             found.append(f"{a['path']}: on-device parity failed: "
                          f"{'; '.join(a['parity']['failures'])}")

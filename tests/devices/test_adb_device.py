@@ -146,6 +146,7 @@ def test_bench_over_adb_runs_the_arm64_runner(adb_testdevice, android_home, tmp_
                                                         "head"}
     assert all(a["parity"]["passed"] and a["stats"]["n"] >= 3 for a in report["artifacts"])
     assert report["runners"]["pte"]["target"] == "linux-arm64"
+    assert any(w.endswith("too few to judge stability)") for w in report["warnings"])   # n = 3
     assert report["components"][0]["sum_over_whole"] > 0.5
     assert any(call.startswith("80 ") for call in adb_testdevice.taskset_calls())  # cpu7 mask
     leftovers = adb_testdevice.host_path(ROOT)
