@@ -8,6 +8,7 @@ is off) every artifact passed.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -27,7 +28,7 @@ from . import manifest as mf
 from . import onnx_export, pte_export
 from .fold import fold_batchnorm
 from .parity import THRESHOLDS, Metrics, compare, failures, worst
-from .rewrites import deploy_form
+from .rewrites import deploy_form, runtime_form
 from .runtimes import RUNNERS
 from .samples import MEAN, SAMPLE_NAMES, STD, sample_batch
 from .units import OUTPUT_MODES, WHOLE, Unit, build_units, reference_tensors
@@ -179,8 +180,14 @@ def _export_into(staging: Path, model: SegmentationModel, weights: dict, opts: E
     tensors = _write_tensors(staging, env, opts)
     deploy = fold_batchnorm(model)
     applied = deploy_form(deploy, images[:1]) if opts.rewrites else []
-    units = build_units(deploy, opts.output, size, opts.components, opts.extra_work)
-    jobs = [(u, f, p) for u in units for f in opts.formats for p in opts.precisions]
+    per_format = {}                # format -> (its units, the rewrites for its runtime only)
+    for fmt in opts.formats:
+        form = copy.deepcopy(deploy)
+        extra = runtime_form(form, images[:1], fmt) if opts.rewrites else []
+        per_format[fmt] = (build_units(form, opts.output, size, opts.components,
+                                       opts.extra_work), extra)
+    units = per_format[opts.formats[0]][0]          # names and shapes agree across formats
+    jobs = [(u, f, p) for f in opts.formats for u in per_format[f][0] for p in opts.precisions]
     artifacts, fp32_onnx = [], {}
     for done, (unit, fmt, precision) in enumerate(jobs):
         if progress:
@@ -204,6 +211,8 @@ def _export_into(staging: Path, model: SegmentationModel, weights: dict, opts: E
                   "class_names": ckpt.class_names if ckpt else None},
         "weights": weights,
         "deploy_form": {"batchnorm_folded": True, "rewrites": [asdict(a) for a in applied],
+                        "runtime_rewrites": {fmt: [asdict(a) for a in extra]
+                                             for fmt, (_, extra) in per_format.items()},
                         "extra_work": opts.extra_work},
         "input": {"name": IMAGE, "size": list(size), "layout": "NCHW", "dtype": "float32",
                   "normalization": {"color": "RGB", "mean": list(MEAN), "std": list(STD)}},

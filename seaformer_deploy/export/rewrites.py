@@ -32,6 +32,18 @@ the work inside it. Tried and not kept:
 which re-split the graph), and folding the attention scale into the query projection (the same
 queries also feed the detail-enhancement branch, so the scale would have to be undone there, to
 save one multiply on an H x H tensor).
+
+Two more are specific to one runtime, applied to that format's copy only (``runtime_form``):
+
+* ``matmul_upsampling`` (ONNX): each bilinear resize as two matrix products with its fixed
+  interpolation matrices (rows, then columns). ONNX Runtime's CPU ``Resize`` was 1.1 of 18 ms of
+  SeaFormer-T 512x512; the products take 0.3. XNNPACK runs its own resize well and would need
+  ``expand_copy`` outside the delegate for the broadcast products, so the .pte keeps the resize.
+* ``aligned_classifier`` (.pte): the classifier's output channels padded to a multiple of 16 with
+  zero filters and sliced back. XNNPACK's x86 GEMM ran 96 -> 150 channels at 64x64 in 3.1 ms and
+  96 -> 160 in 1.7 (the slice costs 0.15); ONNX Runtime gains nothing from it.
+* ``aligned_expansion`` (.pte): the hidden channels of inverted residuals widened to a multiple
+  of 16 with zero filters, for the same GEMM path; no slice needed (see ``align_expansion``).
 """
 
 from __future__ import annotations
@@ -43,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.layers import HSigmoid
+from ..models.layers import HSigmoid, InvertedResidual, Resize
 from ..models.seaformer import AxialAttention, AxialMean, SqueezeAxialPositionalEmbedding
 from ..models.seaformer_pp import AxialSoftmax, ExpandGate, WeightedAxialSum
 from ..models.topformer import ChannelSplit, PyramidPoolAgg, TokenAttention
@@ -195,13 +207,111 @@ class PooledWeightedSum(nn.Module):
         return row, col
 
 
+def interpolation_matrix(size_in: int, size_out: int) -> torch.Tensor:
+    """The (size_out, size_in) matrix of 1-D linear interpolation with align_corners=False:
+    PyTorch's own resize of each unit impulse, so the coordinates and edge clamping are its."""
+    impulses = torch.eye(size_in).reshape(size_in, 1, size_in)
+    rows = F.interpolate(impulses, size=size_out, mode="linear", align_corners=False)
+    return rows.reshape(size_in, size_out).t().contiguous()
+
+
+class MatmulResize(nn.Module):
+    """Bilinear resize to a fixed size as A_rows @ x @ A_cols^T (bilinear is separable)."""
+
+    def __init__(self, size_in: tuple[int, int], size_out: tuple[int, int]) -> None:
+        super().__init__()
+        self.size_in = tuple(size_in)
+        self.register_buffer("rows", interpolation_matrix(size_in[0], size_out[0]))
+        self.register_buffer("cols_t", interpolation_matrix(size_in[1], size_out[1]).t())
+
+    def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        if tuple(x.shape[-2:]) != self.size_in:          # static shapes: checked while tracing
+            raise ValueError(f"MatmulResize built for {self.size_in}, got {tuple(x.shape[-2:])}")
+        return torch.matmul(self.rows, torch.matmul(x, self.cols_t))
+
+
+def widened(conv: nn.Conv2d, out_channels: int, in_channels: int | None = None) -> nn.Conv2d:
+    """A copy of ``conv`` with zero filters added up to ``out_channels`` and zero weights for
+    inputs up to ``in_channels``; a depthwise convolution widens its groups with it."""
+    depthwise = conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels
+    if conv.groups > 1 and not depthwise:
+        raise ValueError("only plain and depthwise convolutions can be widened")
+    in_channels = out_channels if depthwise else (in_channels or conv.in_channels)
+    wide = nn.Conv2d(in_channels, out_channels, conv.kernel_size, conv.stride, conv.padding,
+                     conv.dilation, groups=out_channels if depthwise else 1,
+                     bias=conv.bias is not None)
+    with torch.no_grad():
+        wide.weight.zero_()
+        wide.weight[:conv.out_channels, :conv.weight.shape[1]] = conv.weight
+        if conv.bias is not None:
+            wide.bias.zero_()
+            wide.bias[:conv.out_channels] = conv.bias
+    return wide
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+class PaddedConv(nn.Module):
+    """A 1x1 convolution computed with zero filters added up to ``multiple`` output channels, the
+    extra channels sliced off. Exact: the real channels' dot products are unchanged."""
+
+    def __init__(self, conv: nn.Conv2d, multiple: int) -> None:
+        super().__init__()
+        self.out_channels = conv.out_channels
+        self.conv = widened(conv, _round_up(conv.out_channels, multiple))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)[:, :self.out_channels]
+
+
+# The output-channel multiple at which XNNPACK's x86 (FMA3) f32 GEMM ran at full speed in our
+# measurements; also a multiple of the 8-wide tiles of its ARM NEON kernels.
+GEMM_TILE = 16
+
+
+def align_classifier(model: nn.Module, calls: dict[str, tuple]) -> int:
+    """Pad every ``conv_seg`` (the heads' classifier) whose class count is off the GEMM tile."""
+    count = 0
+    for name, module in list(model.named_modules()):
+        if (name.rpartition(".")[2] == "conv_seg" and name in calls
+                and isinstance(module, nn.Conv2d) and module.kernel_size == (1, 1)
+                and module.groups == 1 and module.out_channels % GEMM_TILE):
+            parent, _, attr = name.rpartition(".")
+            setattr(model.get_submodule(parent), attr, PaddedConv(module, GEMM_TILE))
+            count += 1
+    return count
+
+
+def align_expansion(model: nn.Module, calls: dict[str, tuple]) -> int:
+    """Widen the hidden channels of inverted residuals to the GEMM tile: the expansion gets zero
+    filters, the depthwise conv zero filters, the projection zero weights for them. Exact: the
+    projection ignores the extra channels whatever the activation makes of them, and nothing
+    outside the block sees them. SeaFormer-S's 24 -> 72 -> 24 block at 128x128 went from 4.1 to
+    3.4 ms in XNNPACK (72 output channels take its slow GEMM path; 80 do not)."""
+    count = 0
+    for name, module in model.named_modules():
+        if not (isinstance(module, InvertedResidual) and name in calls and len(module.conv) == 5):
+            continue
+        expand, depthwise, project = (module.conv[i].c for i in (0, 2, 4))
+        hidden = _round_up(expand.out_channels, GEMM_TILE)
+        if hidden == expand.out_channels:
+            continue
+        module.conv[0].c = widened(expand, hidden)
+        module.conv[2].c = widened(depthwise, hidden)
+        module.conv[4].c = widened(project, project.out_channels, hidden)
+        count += 1
+    return count
+
+
 @dataclass
 class Applied:
     name: str
     modules: int
 
 
-def _calls(model: nn.Module, example: torch.Tensor) -> dict[str, tuple]:
+def call_arguments(model: nn.Module, example: torch.Tensor) -> dict[str, tuple]:
     """The positional arguments each submodule received when ``model`` ran on ``example``
     (modules that exist but never run, such as SeaFormer++'s unused plain squeeze, are absent)."""
     seen: dict[str, tuple] = {}
@@ -223,6 +333,7 @@ def _calls(model: nn.Module, example: torch.Tensor) -> dict[str, tuple]:
 
 
 Rewrite = Callable[[str, nn.Module, tuple], nn.Module]
+Fusion = Callable[[nn.Module, dict[str, tuple]], int]
 
 
 def _replace(model: nn.Module, calls: dict[str, tuple], match: type, make: Rewrite) -> int:
@@ -297,18 +408,41 @@ REPLACEMENTS: dict[str, tuple[type, Rewrite]] = {
         m.num_heads, m.widths, *args[0].shape[-2:])),
 }
 # name -> rewrite working on the whole model
-FUSIONS: dict[str, Callable[[nn.Module, dict[str, tuple]], int]] = {"fused_qkv": fuse_qkv}
+FUSIONS: dict[str, Fusion] = {"fused_qkv": fuse_qkv}
+
+
+# format -> rewrites for that runtime only, in the same two kinds
+RUNTIME_REPLACEMENTS: dict[str, dict[str, tuple[type, Rewrite]]] = {
+    "onnx": {"matmul_upsampling": (Resize, lambda name, m, args: MatmulResize(
+        args[0].shape[-2:], tuple(args[1])))},
+    "pte": {},
+}
+RUNTIME_FUSIONS: dict[str, dict[str, Fusion]] = {
+    "onnx": {},
+    "pte": {"aligned_classifier": align_classifier, "aligned_expansion": align_expansion},
+}
 
 
 def deploy_form(model: nn.Module, example: torch.Tensor) -> list[Applied]:
     """Apply, in place, every rewrite that finds modules to rewrite; say what was done."""
-    calls = _calls(model, example)
+    return _apply(model, example, REPLACEMENTS, FUSIONS)
+
+
+def runtime_form(model: nn.Module, example: torch.Tensor, fmt: str) -> list[Applied]:
+    """Apply, in place, the rewrites for ``fmt``'s runtime (after ``deploy_form``)."""
+    return _apply(model, example, RUNTIME_REPLACEMENTS[fmt], RUNTIME_FUSIONS[fmt])
+
+
+def _apply(model: nn.Module, example: torch.Tensor,
+           replacements: dict[str, tuple[type, Rewrite]],
+           fusions: dict[str, Fusion]) -> list[Applied]:
+    calls = call_arguments(model, example)
     applied = []
-    for name, (match, make) in REPLACEMENTS.items():
+    for name, (match, make) in replacements.items():
         count = _replace(model, calls, match, make)
         if count:
             applied.append(Applied(name, count))
-    for name, fusion in FUSIONS.items():
+    for name, fusion in fusions.items():
         count = fusion(model, calls)
         if count:
             applied.append(Applied(name, count))

@@ -139,3 +139,11 @@ def project_qkv(module: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
 def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bilinear resize with align_corners=False, as every module of both families uses."""
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+class Resize(nn.Module):
+    """``resize`` as a module, one per call site: export's deploy form can then replace each with
+    a form fixed to the shapes it sees there. No parameters, so no state-dict keys."""
+
+    def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        return resize(x, size)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from .base import InputContract, SegmentationModel, ZooModel
 from .components import IMAGE, LOGITS, Component
-from .layers import Conv2d_BN, ConvBN, HSigmoid, Mlp, StackedMV2Block, project_qkv, resize
+from .layers import Conv2d_BN, ConvBN, HSigmoid, Mlp, Resize, StackedMV2Block, project_qkv
 
 # Strided convs halve (rounding up) five times down to 1/32; the last stage runs at 1/64 and may
 # round up. Multiples of 32 keep every shape up to 1/32 exact and match what the official code does
@@ -268,10 +268,11 @@ class FusionBlock(nn.Module):
         self.local_embedding = ConvBN(inp, embed_dim)
         self.global_act = ConvBN(oup, embed_dim)
         self.act = HSigmoid()
+        self.resize = Resize()
 
     def forward(self, x_l: torch.Tensor, x_g: torch.Tensor) -> torch.Tensor:
         local = self.local_embedding(x_l)
-        return local * resize(self.act(self.global_act(x_g)), x_l.shape[-2:])
+        return local * self.resize(self.act(self.global_act(x_g)), x_l.shape[-2:])
 
 
 class LightHead(nn.Module):

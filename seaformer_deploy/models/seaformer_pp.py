@@ -48,7 +48,7 @@ import torch.nn.functional as F
 
 from .base import InputContract, SegmentationModel
 from .components import IMAGE, Component
-from .layers import Conv2d_BN, InvertedResidual, resize
+from .layers import Conv2d_BN, InvertedResidual, Resize
 from .seaformer import (LightHead, LightHeadClassifier, SeaAttention, SeaFormerBackbone,
                         SeaFormerConfig)
 
@@ -134,10 +134,11 @@ class UpsampleModule(nn.Module):
         self.weight = Conv2d_BN(high_ch, low_ch)
         self.low = InvertedResidual(low_ch, low_ch, 3, 1, expand_ratio)
         self.refine = InvertedResidual(low_ch, low_ch, 3, 1, expand_ratio)
+        self.resize = Resize()
 
     def forward(self, high: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
         weight = torch.sigmoid(self.weight(high))
-        return self.refine(resize(self.low(low), high.shape[-2:]) * weight)
+        return self.refine(self.resize(self.low(low), high.shape[-2:]) * weight)
 
 
 def _pyramid_names(first: int, stop: int) -> tuple[str, ...]:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from .base import InputContract, SegmentationModel
 from .components import IMAGE, LOGITS, Component
 from .layers import (Conv2d_BN, ConvBN, HSigmoid, InvertedResidual, Mlp, make_divisible,
-                     project_qkv, resize)
+                     project_qkv, Resize)
 
 # The pyramid pooling averages every level down to 1/64. Only when each level is an exact integer
 # multiple of that size is adaptive pooling a fixed-kernel average that exports faithfully.
@@ -203,12 +203,13 @@ class InjectionMultiSum(nn.Module):
         self.global_embedding = ConvBN(inp, oup)
         self.global_act = ConvBN(inp, oup)
         self.act = HSigmoid()
+        self.resize_act, self.resize_global = Resize(), Resize()
 
     def forward(self, x_l: torch.Tensor, x_g: torch.Tensor) -> torch.Tensor:
         size = x_l.shape[-2:]
         local = self.local_embedding(x_l)
-        act = resize(self.act(self.global_act(x_g)), size)
-        glob = resize(self.global_embedding(x_g), size)
+        act = self.resize_act(self.act(self.global_act(x_g)), size)
+        glob = self.resize_global(self.global_embedding(x_g), size)
         return local * act + glob
 
 
@@ -239,15 +240,16 @@ class TopFormerBackbone(nn.Module):
 class SimpleHead(nn.Module):
     """Sum of the injected features at 1/8, ``linear_fuse`` (Conv-BN-ReLU), ``conv_seg``."""
 
-    def __init__(self, channels: int, num_classes: int, dw: bool) -> None:
+    def __init__(self, channels: int, num_classes: int, dw: bool, inputs: int) -> None:
         super().__init__()
         self.linear_fuse = ConvBN(channels, channels, groups=channels if dw else 1, relu=True)
         self.conv_seg = nn.Conv2d(channels, num_classes, 1)
+        self.resizes = nn.ModuleList(Resize() for _ in range(inputs - 1))
 
     def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
         out = inputs[0]
-        for pred in inputs[1:]:
-            out = out + resize(pred, out.shape[-2:])
+        for pred, up in zip(inputs[1:], self.resizes, strict=True):
+            out = out + up(pred, out.shape[-2:])
         return self.conv_seg(self.linear_fuse(out))
 
 
@@ -313,7 +315,8 @@ class TopFormerSeg(SegmentationModel):
             raise ValueError("the component split assumes injection at pyramid levels 1, 2, 3")
         self.num_classes = num_classes
         self.backbone = TopFormerBackbone(cfg)
-        self.decode_head = SimpleHead(cfg.injection_width, num_classes, cfg.head_dw)
+        self.decode_head = SimpleHead(cfg.injection_width, num_classes, cfg.head_dw,
+                                      len(cfg.decode_out_indices))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode_head(self.backbone(x))

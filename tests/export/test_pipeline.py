@@ -68,6 +68,20 @@ def test_onnx_graphs_are_static_clean_and_mobile(small_export):
         assert art["operators"] == onnx_export.operator_histogram(model)
 
 
+def test_each_format_gets_its_runtime_form(small_export):
+    """ONNX graphs resize by matrix products, .pte programs keep XNNPACK's resize and pad the
+    classifier; the manifest says which rewrite went where."""
+    runtime = small_export.manifest["deploy_form"]["runtime_rewrites"]
+    assert runtime == {"onnx": [{"name": "matmul_upsampling", "modules": 2}],
+                       "pte": [{"name": "aligned_classifier", "modules": 1}]}
+    for art in _artifacts(small_export, format="onnx"):
+        assert "Resize" not in art["operators"], art["path"]
+    by_path = {a["path"]: a["operators"] for a in _artifacts(small_export, format="pte")}
+    assert by_path["model.fp32.pte"].get("aten_upsample_bilinear2d_vec") == 2
+    assert by_path["spatial.fp32.pte"].get("aten_upsample_bilinear2d_vec") == 2
+    assert "aten_slice_copy_tensor" in by_path["head.fp32.pte"]     # the padded classes cut off
+
+
 def test_delegation_is_recorded(small_export):
     for art in _artifacts(small_export, format="pte"):
         et = art["executorch"]

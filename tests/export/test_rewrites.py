@@ -7,6 +7,7 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from seaformer_deploy.export import rewrites
 from seaformer_deploy.export.fold import fold_batchnorm
@@ -47,8 +48,18 @@ def _only(names: tuple[str, ...]) -> tuple[dict, dict]:
             {k: v for k, v in rewrites.FUSIONS.items() if k in names})
 
 
+# runtime-specific rewrite -> (format, model whose modules it rewrites)
+RUNTIME_CASES = {"matmul_upsampling": [("onnx", "seaformer-t"), ("onnx", "topformer-t"),
+                                       ("onnx", "seaformer-t++-kd")],
+                 "aligned_classifier": [("pte", "seaformer-t"), ("pte", "topformer-t")],
+                 "aligned_expansion": [("pte", "seaformer-s")]}
+
+
 def test_every_rewrite_is_tested():
     assert set(FAMILY_OF) == set(rewrites.REPLACEMENTS) | set(rewrites.FUSIONS)
+    runtime = {name for fmt in rewrites.RUNTIME_REPLACEMENTS
+               for name in [*rewrites.RUNTIME_REPLACEMENTS[fmt], *rewrites.RUNTIME_FUSIONS[fmt]]}
+    assert set(RUNTIME_CASES) == runtime
 
 
 @pytest.mark.parametrize("name", sorted(FAMILY_OF))
@@ -68,6 +79,61 @@ def test_each_rewrite_is_exact(name, folded, monkeypatch):
     assert metrics.psnr_db >= 120 and metrics.label_agreement == 100.0, metrics
 
 
+@pytest.mark.parametrize(("name", "fmt", "model"),
+                         [(n, f, m) for n, cases in RUNTIME_CASES.items() for f, m in cases])
+def test_each_runtime_rewrite_is_exact(name, fmt, model, folded):
+    reference = folded(model)
+    image = sample_batch(*SIZE, 2)
+    rewritten = copy.deepcopy(reference)
+    rewrites.deploy_form(rewritten, image[:1])
+    applied = rewrites.runtime_form(rewritten, image[:1], fmt)
+    assert name in [a.name for a in applied]
+    with torch.no_grad():
+        ref, out = reference(image), rewritten(image)
+    metrics = compare(ref.numpy(), out.numpy(), "logits")
+    assert metrics.psnr_db >= 120 and metrics.label_agreement == 100.0, metrics
+
+
+@pytest.mark.parametrize(("size_in", "size_out"),
+                         [((8, 8), (64, 64)), ((16, 12), (64, 40)), ((7, 5), (16, 13)),
+                          ((32, 32), (9, 17))])
+def test_matmul_resize_matches_bilinear(size_in, size_out):
+    x = torch.randn(2, 3, *size_in)
+    got = rewrites.MatmulResize(size_in, size_out)(x, size_out)
+    want = F.interpolate(x, size=size_out, mode="bilinear", align_corners=False)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+
+
+def test_matmul_resize_refuses_other_shapes():
+    with pytest.raises(ValueError, match="built for"):
+        rewrites.MatmulResize((8, 8), (16, 16))(torch.randn(1, 2, 8, 9), (16, 16))
+
+
+def test_widened_depthwise_and_projection_ignore_the_extra_channels():
+    depthwise, project = torch.nn.Conv2d(72, 72, 5, 2, 2, groups=72), torch.nn.Conv2d(72, 24, 1)
+    x = torch.randn(1, 72, 16, 16)
+    wide_dw = rewrites.widened(depthwise, 80)
+    wide_project = rewrites.widened(project, 24, 80)
+    assert wide_dw.groups == 80 and wide_project.in_channels == 80
+    padded = torch.cat([x, torch.randn(1, 8, 16, 16)], 1)        # whatever lands there
+    with torch.no_grad():
+        torch.testing.assert_close(wide_dw(padded)[:, :72], depthwise(x), rtol=0, atol=1e-6)
+        torch.testing.assert_close(wide_project(wide_dw(padded)), project(depthwise(x)),
+                                   rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="widened"):
+        rewrites.widened(torch.nn.Conv2d(8, 8, 3, groups=2), 16)
+
+
+def test_padded_conv_keeps_the_real_channels():
+    conv = torch.nn.Conv2d(24, 150, 1)
+    padded = rewrites.PaddedConv(conv, rewrites.GEMM_TILE)
+    assert padded.conv.out_channels == 160
+    x = torch.randn(1, 24, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(padded(x), conv(x), rtol=0, atol=1e-6)
+        assert padded.conv(x)[:, 150:].abs().max() == 0
+
+
 @pytest.mark.parametrize("model", ["seaformer-t++-kd", "topformer-t"])
 def test_families_lower_to_one_partition(model, tmp_path):
     result = export(ExportOptions(model=model, input_size=SIZE, out_root=tmp_path,
@@ -76,6 +142,8 @@ def test_families_lower_to_one_partition(model, tmp_path):
     assert art["executorch"]["partitions"] == 1 and art["executorch"]["non_delegated_ops"] == {}
     assert art["parity"]["worst"]["psnr_db"] >= THRESHOLDS["fp32"]["psnr_db"]
     assert {r["name"] for r in result.manifest["deploy_form"]["rewrites"]} >= {"fused_qkv"}
+    assert result.manifest["deploy_form"]["runtime_rewrites"] == {
+        "pte": [{"name": "aligned_classifier", "modules": 1}]}
 
 
 def test_naive_export_keeps_the_reference_form(tmp_path):
@@ -85,5 +153,6 @@ def test_naive_export_keeps_the_reference_form(tmp_path):
     assert result.folder.name.endswith("_naive")
     art = result.manifest["artifacts"][0]
     assert result.manifest["deploy_form"]["rewrites"] == []
+    assert result.manifest["deploy_form"]["runtime_rewrites"] == {"pte": []}
     assert art["executorch"]["partitions"] > 1 and "aten_mean_dim" in art["executorch"][
         "non_delegated_ops"]
