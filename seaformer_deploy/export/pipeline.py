@@ -274,11 +274,19 @@ def _io_dtype(precision: str, opts: ExportOptions) -> str:
     return "float16" if precision == "fp16" and not opts.fp32_io else "float32"
 
 
-def _input_orders(fmt: str, names: tuple[str, ...], env: dict, opts: ExportOptions
-                  ) -> list[list[int]]:
-    channels_last = fmt == "pte" and opts.pte_layout == "nhwc"
+def _input_orders(fmt: str, unit: Unit, env: dict, opts: ExportOptions) -> list[list[int]]:
+    channels_last = (fmt == "pte" and opts.pte_layout == "nhwc"
+                     and not any(_single_pixel(env[n]) for n in (*unit.input_names,
+                                                                 *unit.output_names)))
     return [NHWC if channels_last and env[n].dim() == 4 else list(range(env[n].dim()))
-            for n in names]
+            for n in unit.input_names]
+
+
+def _single_pixel(tensor: torch.Tensor) -> bool:
+    """A 4-D tensor with 1x1 spatial size: its NCHW and NHWC strides coincide, and a program
+    traced channels-last then disagrees with XNNPACK on that tensor's order (ExecuTorch 1.5.1
+    fails to resize the output: SeaFormer's 1/64 context at 64x64). Such units stay NCHW."""
+    return tensor.dim() == 4 and tuple(tensor.shape[-2:]) == (1, 1)
 
 
 def _tensors(names: tuple[str, ...], env: dict, unit: Unit, float_dtype: str,
@@ -305,7 +313,7 @@ def _export_artifact(staging: Path, unit: Unit, fmt: str, precision: str, env: d
     started = time.perf_counter()
     example = [env[n][:1] for n in unit.input_names]
     io_dtype = _io_dtype(precision, opts)
-    in_orders = _input_orders(fmt, unit.input_names, env, opts)
+    in_orders = _input_orders(fmt, unit, env, opts)
     if fmt == "onnx":
         if unit.name not in fp32_onnx:
             fp32_onnx[unit.name] = onnx_export.export_onnx(unit, example)

@@ -195,6 +195,17 @@ def test_stale_staging_folders_are_swept(tmp_path):
     assert not stale.exists()
 
 
+def test_smallest_input_size_exports_every_component(tmp_path):
+    """At 64x64 the 1/64 context is one pixel, whose NCHW and NHWC orders coincide; the units
+    that carry it stay NCHW (channels-last ones failed at run time in ExecuTorch 1.5.1)."""
+    result = export(ExportOptions(model="seaformer-t", input_size=(64, 64), out_root=tmp_path,
+                                  formats=("pte",), precisions=("fp32",)))
+    assert result.manifest["parity_passed"]
+    orders = {a["unit"]: a["inputs"][0]["dim_order"] for a in result.manifest["artifacts"]}
+    assert orders == {"model": [0, 2, 3, 1], "stem": [0, 2, 3, 1], "context": [0, 1, 2, 3],
+                      "spatial": [0, 1, 2, 3], "head": [0, 2, 3, 1]}
+
+
 def test_labels_output(tmp_path):
     result = export(ExportOptions(model="seaformer-t", input_size=SMALL, out_root=tmp_path,
                                   precisions=("fp32",), components=False, output="labels"))
