@@ -1,0 +1,45 @@
+"""The benchmark scripts run end to end at a small size and write what they print (their numbers
+are not checked: speed targets live in the scripts' output, never in timed tests)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _run(script: str, *args: str) -> None:
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / script), *args],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_fast_artifacts_compares_every_candidate(tmp_path):
+    out = tmp_path / "fast.json"
+    _run("fast_artifacts.py", "--model", "seaformer-t", "--input-size", "64x64", "--rounds", "1",
+         "--iterations", "3", "--models-dir", str(tmp_path / "models"), "--json", str(out))
+    result = json.loads(out.read_text())
+    assert set(result["medians_ms"]) == {"eager", "official", "ours.onnx", "naive.pte",
+                                         "ours.pte", "floor"}
+    assert all(v > 0 for v in result["medians_ms"].values())
+    assert result["ours_pte_delegation"] == {"partitions": 1, "outside": {}}
+    assert result["naive_pte_partitions"] > 1
+
+
+def test_layer_profile_covers_every_block(tmp_path):
+    out = tmp_path / "profile.json"
+    _run("layer_profile.py", "--model", "seaformer-t", "--input-size", "64x64",
+         "--iterations", "3", "--json", str(out))
+    result = json.loads(out.read_text())
+    names = [b["block"] for b in result["blocks"]]
+    # SeaFormer-T: stem conv, 9 inverted residuals, 4 transformer blocks, 2 fusion blocks and
+    # the head's two layers; nothing profiled twice (no block inside another).
+    assert names[0] == "backbone.smb1.stem_block" and names[-1] == "decode_head.conv_seg"
+    assert sum(".layer" in n for n in names) == 9
+    assert sum("transformer_blocks" in n for n in names) == 4
+    assert sum(".fuse" in n for n in names) == 2 and len(names) == 18
+    assert all(b["onnx_ms"] > 0 and b["pte_ms"] > 0 and b["gflop"] > 0 for b in result["blocks"])
+    assert result["whole_ms"]["onnx"] > 0 and result["whole_ms"]["pte"] > 0
