@@ -97,6 +97,12 @@ def blas_gflops(core: int) -> float:
     return float(proc.stdout.strip())
 
 
+def bench_core() -> int:
+    """The core the bench would pin on this machine (the same choice, so the numbers compare)."""
+    device = LocalDevice()
+    return device.choose_core(device.probe()).core
+
+
 def eager_block(model: torch.nn.Module, image: torch.Tensor, n: int) -> list[float]:
     out = []
     with torch.inference_mode():
@@ -118,9 +124,7 @@ def main() -> None:
     args = parser.parse_args()
     quiet_third_party_logs()
     h, w = map(int, args.input_size.split("x"))
-
-    device = LocalDevice()
-    core = device.choose_core(device.probe()).core
+    core = bench_core()
     common = dict(model=args.model, input_size=(h, w), out_root=args.models_dir,
                   precisions=("fp32",), components=False)
     ours = export(ExportOptions(**common, formats=("onnx", "pte")))

@@ -29,7 +29,6 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from seaformer_deploy.devices import LocalDevice
 from seaformer_deploy.export import rewrites
 from seaformer_deploy.export.fold import fold_batchnorm
 from seaformer_deploy.export.onnx_export import _quiet, simplify
@@ -44,7 +43,7 @@ from seaformer_deploy.quiet import quiet_third_party_logs
 from seaformer_deploy.runners.native import build_runner
 from seaformer_deploy.runners.plan import PlannedModel, Protocol
 
-from fast_artifacts import run_plan       # this folder: the scripts share their plan runner
+from fast_artifacts import bench_core, run_plan     # this folder: the scripts share them
 
 # Module types profiled as one block (nothing inside a block is profiled again).
 BLOCKS = (InvertedResidual, Block, TopBlock, FusionBlock, InjectionMultiSum, UpsampleModule,
@@ -120,8 +119,7 @@ def main() -> None:
     args = parser.parse_args()
     quiet_third_party_logs()
     h, w = map(int, args.input_size.split("x"))
-    device = LocalDevice()
-    core = device.choose_core(device.probe()).core
+    core = bench_core()
     os.sched_setaffinity(0, {core})
     torch.set_num_threads(1)
 
