@@ -167,8 +167,10 @@ def _tcp_transport(host: str, port: int):
     adb-shell reads a closed socket's empty result as "no data yet" and spins until its read
     timeout, which for a runner is many minutes; we raise at once instead. Keepalive probes
     find a peer that vanished without closing (network gone) within about 15 s."""
+    import select
     import socket
 
+    from adb_shell.exceptions import TcpTimeoutException
     from adb_shell.transport.tcp_transport import TcpTransport
 
     class ClosingAwareTcpTransport(TcpTransport):
@@ -181,10 +183,26 @@ def _tcp_transport(host: str, port: int):
                 if hasattr(socket, option):
                     sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
 
+        # adb-shell waits with select(), which refuses sockets numbered 1024 or more; a long
+        # bench process (or a host app embedding us) can have that many files open, so wait
+        # with poll() instead, which has no such limit.
+        def _wait(self, event: int, transport_timeout_s, what: str) -> None:
+            poller = select.poll()
+            poller.register(self._connection, event)
+            ms = None if transport_timeout_s is None else max(0, int(transport_timeout_s * 1000))
+            if not poller.poll(ms):
+                raise TcpTimeoutException(f"{what} {self._host}:{self._port} timed out after "
+                                          f"{transport_timeout_s} s")
+
         def bulk_read(self, numbytes, transport_timeout_s):
-            data = super().bulk_read(numbytes, transport_timeout_s)
+            self._wait(select.POLLIN, transport_timeout_s, "reading from")
+            data = self._connection.recv(numbytes)
             if not data:
                 raise ConnectionResetError("the device closed the connection")
             return data
+
+        def bulk_write(self, data, transport_timeout_s):
+            self._wait(select.POLLOUT, transport_timeout_s, "sending to")
+            return self._connection.send(data)
 
     return ClosingAwareTcpTransport(host, port)

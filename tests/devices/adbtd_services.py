@@ -101,6 +101,13 @@ class Command:
         code = self.proc.wait()
         return 128 - code if code < 0 else code        # killed by signal N -> 128+N
 
+    def close_pipes(self) -> None:
+        """Release the process's pipes once it has exited: the stdin thread may wait on the
+        host stream long after that, and a suite runs thousands of commands."""
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if pipe:
+                pipe.close()
+
 
 def _leaves(root: int) -> list[int]:
     """Descendants of ``root`` without children of their own, from /proc."""
@@ -159,6 +166,7 @@ def shell_v1(stream: Stream, device: AdbTestDevice, text: str) -> None:
     threading.Thread(target=feed_stdin, daemon=True).start()
     _pump_output(cmd.proc.stdout, stream.write, device.sandbox.unmapper())
     cmd.proc.wait()
+    cmd.close_pipes()
 
 
 def _v2_packet(kind: int, data: bytes) -> bytes:
@@ -186,6 +194,7 @@ def shell_v2(stream: Stream, device: AdbTestDevice, text: str) -> None:
     for pump in pumps:
         pump.join()
     status = cmd.exit_status()
+    cmd.close_pipes()
     try:
         stream.write(_v2_packet(ID_EXIT, bytes([status & 0xFF])))
     except GONE:

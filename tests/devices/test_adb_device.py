@@ -38,6 +38,27 @@ def test_shell_returns_stdout_stderr_and_status_apart(phone):
     assert phone.shell("printf 'no newline'").stdout == "no newline"
 
 
+def test_a_socket_numbered_past_1024_still_works(adb_testdevice, android_home):
+    """select() refuses file descriptors >= 1024; a host process with many files open must
+    still reach the phone (this failed a whole CI run once the suite had leaked that many)."""
+    resource = pytest.importorskip("resource")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"this machine allows only {hard} open files")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    filler = []
+    try:
+        while not filler or filler[-1] < 1030:      # descriptors are allocated lowest first
+            filler.append(os.open(os.devnull, os.O_RDONLY))
+        phone = AdbDevice(adb_testdevice.serial, runner_target="linux-arm64", timeout=5)
+        assert phone.shell("echo far").stdout == "far\n"
+        phone.close()
+    finally:
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 def test_probe_finds_the_snapdragon_865_and_picks_the_prime_core(phone):
     info = phone.probe()
     assert info.properties["soc"] == "SM8250" and info.properties["abi"] == "arm64-v8a"
