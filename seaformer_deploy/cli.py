@@ -38,6 +38,28 @@ ClassesOpt = Annotated[Optional[int], typer.Option(
     "--num-classes", help="Number of classes (default: the checkpoint's, else 150 / 1000).")]
 SizeOpt = Annotated[Optional[str], typer.Option(
     "--input-size", "-s", help="HEIGHTxWIDTH, e.g. 512x512 (default: the model's).")]
+RunnerTargetOpt = Annotated[Optional[str], typer.Option(
+    help="adb devices: the native runner build (default: from the device's ABI, android-arm64 "
+         "or android-x86_64; linux-arm64 for glibc ARM64 boards).")]
+NdkOpt = Annotated[Optional[Path], typer.Option(
+    help="Android NDK: build the android-arm64 runner with its toolchain (with "
+         "--executorch-prefix).")]
+PrefixOpt = Annotated[Optional[Path], typer.Option(
+    help="ExecuTorch install prefix built for the target (the NDK build; optional for "
+         "linux-arm64).")]
+RunnerDirOpt = Annotated[Optional[Path], typer.Option(
+    "--runner", help="A prebuilt runner folder (with its runner.json), e.g. from "
+                     "`seaformer-deploy runner build` on another machine.")]
+
+
+def _runner_choice(target: str | None, ndk: Path | None, prefix: Path | None,
+                   prebuilt: Path | None):
+    from .runners.session import RunnerChoice
+
+    if prebuilt is not None and (target or ndk or prefix):
+        raise UserError("--runner names a prebuilt runner folder; --runner-target, --ndk and "
+                        "--executorch-prefix build one: pass one or the other.")
+    return RunnerChoice(target, ndk, prefix, prebuilt)
 
 
 def user_errors(fn: Callable) -> Callable:
@@ -202,7 +224,8 @@ def export_cmd(
 @user_errors
 def bench_cmd(
     device: Annotated[Optional[str], typer.Option(
-        help="Where to run: local (default, this machine) or a phone's adb serial.")] = None,
+        help="Where to run: local (this machine; the default unless ANDROID_SERIAL is set), "
+             "a phone's adb serial or HOST:PORT, or adb (the only phone adb lists).")] = None,
     variant: VariantOpt = None, model: ModelOpt = None,
     artifacts: Annotated[Optional[Path], typer.Option(
         help="An export folder; default: export --variant/--model first (cached).")] = None,
@@ -223,15 +246,16 @@ def bench_cmd(
                         ] = 0.0,
     cv_limit: Annotated[float, typer.Option(help="CV above which a result is unstable.")
                         ] = 0.05,
-    runner_target: Annotated[Optional[str], typer.Option(
-        help="adb devices: the native runner build to push (default android-arm64; "
-             "linux-arm64 for ARM64 Linux boards).")] = None,
+    runner_target: RunnerTargetOpt = None, ndk: NdkOpt = None,
+    executorch_prefix: PrefixOpt = None, runner: RunnerDirOpt = None,
     adb_transport: Annotated[str, typer.Option(
-        help="adb devices: auto (the adb server when it lists the device, else direct), "
-             "server, or direct (adb-shell, no server).")] = "auto",
+        help="adb devices: auto (the adb server when it runs: it must list a USB serial; a "
+             "HOST:PORT it does not list is reached directly), server, or direct (adb-shell, "
+             "no server).")] = "auto",
     max_temp: Annotated[Optional[float], typer.Option(
         help="Before each block, wait until the hottest CPU thermal zone is below this many "
-             "degrees C.")] = None,
+             "degrees C (the battery's temperature where no CPU zone is readable, flagged in "
+             "the report).")] = None,
     max_temp_wait: Annotated[float, typer.Option(
         help="Longest wait for --max-temp, in seconds (then the block runs, flagged).")
                              ] = 600.0,
@@ -275,7 +299,8 @@ def bench_cmd(
                         cooldown_seconds=cooldown)
     opts = BenchOptions(artifacts=artifacts, device=device, formats=_csv(formats),
                         precisions=_csv(precisions), core=core, protocol=protocol,
-                        blocks=blocks, cv_limit=cv_limit, runner_target=runner_target,
+                        blocks=blocks, cv_limit=cv_limit,
+                        runner=_runner_choice(runner_target, ndk, executorch_prefix, runner),
                         transport=adb_transport, runner_timeout=runner_timeout,
                         wait_seconds=wait, lock_freq=lock_freq, cleanup=cleanup,
                         thermal=ThermalPolicy(max_celsius=max_temp,
@@ -345,8 +370,8 @@ def gate_cmd(
                           ] = 5,
     warmup: Annotated[int, typer.Option(help="A/B: warm-up iterations per artifact and block.")
                       ] = 5,
-    runner_target: Annotated[Optional[str], typer.Option(
-        help="A/B on adb devices: the native runner build (default android-arm64).")] = None,
+    runner_target: RunnerTargetOpt = None, ndk: NdkOpt = None,
+    executorch_prefix: PrefixOpt = None, runner: RunnerDirOpt = None,
     wait: Annotated[float, typer.Option(
         help="A/B: seconds to wait for another bench to free the device.")] = 0.0,
     json_out: Annotated[Optional[Path], typer.Option(
@@ -381,7 +406,8 @@ def gate_cmd(
         selection = Selection(pick(formats, ("pte",)), pick(precisions, ("fp32", "fp16")),
                               pick(units, None))
         opts = ABOptions(baseline_artifacts, candidate_artifacts, device, selection, core,
-                         blocks, rounds, iterations, warmup, runner_target=runner_target,
+                         blocks, rounds, iterations, warmup,
+                         runner=_runner_choice(runner_target, ndk, executorch_prefix, runner),
                          wait_seconds=wait)
         try:
             run = _run_with_progress(lambda p: run_ab(opts, p), "A/B")
@@ -436,21 +462,26 @@ app.add_typer(runner_app, name="runner")
 @runner_app.command("build")
 @user_errors
 def runner_build_cmd(
-    target: Annotated[str, typer.Option(help="host, linux-arm64 or android-arm64.")] = "host",
-    ndk: Annotated[Optional[Path], typer.Option(help="Android NDK (android-arm64).")] = None,
-    executorch_prefix: Annotated[Optional[Path], typer.Option(
-        help="ExecuTorch install prefix for the target (android-arm64; optional otherwise).")
-    ] = None,
+    target: Annotated[str, typer.Option(
+        help="host, linux-arm64 (glibc boards), android-arm64 (any arm64-v8a phone: bundled "
+             "with glibc, or the NDK build with --ndk) or android-x86_64 (emulators).")
+    ] = "host",
+    ndk: NdkOpt = None, executorch_prefix: PrefixOpt = None,
     force: Annotated[bool, typer.Option(help="Rebuild even if cached.")] = False,
 ) -> None:
     """Build (or find in the cache) the native ExecuTorch runner for a target."""
     from .runners.native import build_runner
 
     build = build_runner(target, ndk, executorch_prefix, force)
-    console.print(f"{build.target} runner (ExecuTorch {build.executorch_version}): "
-                  f"[bold]{build.binary}[/]", highlight=False)
-    for lib in build.libraries:
-        console.print(f"  needs {lib}", highlight=False)
+    console.print(f"{build.target} runner for {build.abi} ({build.toolchain}, launch "
+                  f"{build.launch.mode}, ExecuTorch {build.executorch_version}): "
+                  f"{build.folder}", highlight=False, markup=False)
+    for name, path in sorted(build.files.items()):
+        console.print(f"  {name}" + ("" if build.folder in path.parents else f" ({path})"),
+                      highlight=False, markup=False)
+    command = json.loads((build.folder / "runner.json").read_text())["command"]
+    console.print(f"start it with: {command}  (see runner.json; `bench --runner "
+                  f"{build.folder}` uses this folder)", highlight=False, markup=False)
 
 
 @app.command("devices")

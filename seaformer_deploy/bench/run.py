@@ -21,31 +21,27 @@ from __future__ import annotations
 
 import math
 import posixpath
-import shlex
-import signal as signal_module
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..devices import Device, DeviceInfo, get_device
-from ..devices.adb_link import LinkLost, LinkTimeout
+from ..devices.adb_link import LinkLost
 from ..devices.frequency import FrequencyLock
 from ..devices.probe import CoreChoice, DeviceState
 from ..devices.profiles import check_profile, load_profiles, match_profile
 from ..errors import UserError
 from ..export import manifest as mf
 from ..export.parity import THRESHOLDS, compare, failures, worst
-from ..runners import native
-from ..runners.plan import (ModelRun, PlannedModel, Protocol, RunResult, current_model,
-                            parse_result, plan_text, read_output)
+from ..runners.plan import ModelRun, PlannedModel, Protocol, RunResult, read_output
+from ..runners.session import (Runner, RunnerChoice, RunnerDied, Staged, build_runners,
+                               check_start, make_dirs, run_plan, stage_files)
 from .stats import DEFAULT_CV_LIMIT
-from .thermal import ThermalPolicy, cool_down, drift
+from .thermal import ThermalPolicy, cool_down, drift, require_sensor
 
 Progress = Callable[[str, int, int], None]
 
@@ -61,7 +57,7 @@ class BenchOptions:
     blocks: int = 2
     cv_limit: float = DEFAULT_CV_LIMIT
     parity: bool = True
-    runner_target: str | None = None     # adb devices: override android-arm64 (linux-arm64)
+    runner: RunnerChoice = RunnerChoice()   # which native runner build (default: the device's)
     transport: str = "auto"              # adb devices: auto, server or direct
     runner_timeout: float | None = None  # seconds per runner process (None: from the protocol)
     wait_seconds: float = 0.0            # wait this long for another bench to free the device
@@ -72,14 +68,6 @@ class BenchOptions:
 
 class BenchError(UserError):
     pass
-
-
-@dataclass
-class Runner:
-    format: str
-    argv: list[str]                 # the command, before PLAN and RESULT
-    identity: dict                  # what the report records about it
-    files: list[Path]               # what must be on the device (binary, shared libraries)
 
 
 @dataclass
@@ -120,7 +108,7 @@ def bench(opts: BenchOptions, progress: Progress | None = None,
     if manifest is None:
         raise BenchError(f"{folder} holds no valid export (manifest.json missing or invalid): "
                          f"run `seaformer-deploy export` first, or pass --variant/--model.")
-    device = device or get_device(opts.device, opts.runner_target, opts.transport)
+    device = device or get_device(opts.device, opts.transport)
     asked = time.monotonic()
     device.acquire_lock(opts.wait_seconds)
     waited = time.monotonic() - asked
@@ -128,6 +116,8 @@ def bench(opts: BenchOptions, progress: Progress | None = None,
         run = _bench_locked(opts, progress, device, manifest, folder, started)
         if waited > 1.0:
             run.events.insert(0, f"waited {waited:.0f} s for another bench to free the device")
+        if getattr(device, "serial_source", "given") != "given":
+            run.events.insert(0, f"device {device.name}: {device.serial_source}")
         return run
     finally:
         _quietly(device.release_lock)
@@ -137,11 +127,13 @@ def bench(opts: BenchOptions, progress: Progress | None = None,
 def _bench_locked(opts: BenchOptions, progress: Progress | None, device: Device, manifest: dict,
                   folder: Path, started: float) -> BenchRun:
     info = device.probe()
+    require_sensor(device.state(), opts.thermal, device.name)
     profile = device_profile(info)
     choice = pick_core(device, info, opts.core, profile)
     protocol = replace(opts.protocol, core=choice.core)
     selected = _select(manifest, opts, device)
-    runners = build_runners(selected, device, progress)
+    runners = build_runners({a["format"] for a in selected}, device, info, opts.runner,
+                            profile, progress)
     run = BenchRun(manifest, folder, opts, info, choice, protocol, runners, [],
                    [Measurement(a) for a in selected], started, profile=profile)
     lock = FrequencyLock(device, choice.core) if opts.lock_freq else None
@@ -150,6 +142,10 @@ def _bench_locked(opts: BenchOptions, progress: Progress | None, device: Device,
             run.frequency_lock = lock.apply()
         staged = _with_reconnect(run, device, "staging",
                                  lambda: _stage(folder, manifest, selected, runners, device))
+        if "pte" in runners:
+            runners["pte"].identity["version_output"] = _with_reconnect(
+                run, device, "starting the runner",
+                lambda: check_start(device, runners["pte"], staged.workdir))
         _run_blocks(run, device, staged, progress)
         if opts.parity:
             done = [m for m in run.measurements if m.runs and m.failure is None]
@@ -296,36 +292,6 @@ def _select(manifest: dict, opts: BenchOptions, device: Device) -> list[dict]:
     return chosen
 
 
-def build_runners(selected: list[dict], device: Device, progress: Progress | None) -> dict:
-    runners = {}
-    formats = {a["format"] for a in selected}
-    if "pte" in formats:
-        if progress:
-            progress(f"building the native runner for {device.runner_target}", 0, 0)
-        build = native.build_runner(device.runner_target)
-        runners["pte"] = Runner("pte", [], {
-            "runner": "seaformer-native-runner", "target": build.target,
-            "runtime": "executorch", "runtime_version": build.executorch_version,
-            "build_digest": build.digest, "binary_sha256": mf.sha256_path(build.binary),
-            "libraries": [p.name for p in build.libraries]}, [build.binary, *build.libraries])
-    if "onnx" in formats:
-        if device.kind != "local":
-            raise BenchError("ONNX artifacts run on the local device only; pass --formats pte.")
-        import onnxruntime
-
-        runners["onnx"] = Runner(
-            "onnx", [sys.executable, "-m", "seaformer_deploy.runners.onnx_runner"],
-            {"runner": "seaformer-onnx-runner", "runtime": "onnxruntime",
-             "runtime_version": onnxruntime.__version__, "python": sys.version.split()[0]}, [])
-    return runners
-
-
-@dataclass
-class Staged:
-    paths: dict[str, str]           # local name (see stage_files) -> path on the device
-    workdir: str
-
-
 def _stage(folder: Path, manifest: dict, selected: list[dict], runners: dict[str, Runner],
            device: Device) -> Staged:
     local = {a["path"]: folder / a["path"] for a in selected}
@@ -333,27 +299,6 @@ def _stage(folder: Path, manifest: dict, selected: list[dict], runners: dict[str
     staged = stage_files(device, local, runners)
     make_dirs(device, [f"{staged.workdir}/outputs/{a['path']}" for a in selected])
     return staged
-
-
-def stage_files(device: Device, local: dict[str, Path], runners: dict[str, Runner]) -> Staged:
-    """Put ``local`` (name -> file) and the runners' files on the device; point each runner's
-    command at its staged binary."""
-    local = dict(local)
-    for runner in runners.values():
-        local |= {f.name: f for f in runner.files}
-    where = device.stage(list(local.values()))
-    paths = {name: where[path] for name, path in local.items()}
-    if "pte" in runners:
-        runners["pte"].argv = [paths[runners["pte"].files[0].name]]
-    return Staged(paths, device.workdir())
-
-
-def make_dirs(device: Device, folders: list[str]) -> None:
-    if not folders:
-        return
-    made = device.shell("mkdir -p " + " ".join(shlex.quote(f) for f in folders))
-    if made.returncode != 0:
-        raise BenchError(f"cannot create the work folders on {device.name}: {made.stderr}")
 
 
 def block_plan(selected: list[dict], blocks: int) -> list[tuple[str, list[dict]]]:
@@ -383,93 +328,6 @@ def _run_block(device: Device, runner: Runner, arts: list[dict], staged: Staged,
               for a in arts]
     return run_plan(device, runner, models, block_protocol(protocol, opts.blocks),
                     staged.workdir, tag, timeout=opts.runner_timeout)
-
-
-class RunnerDied(BenchError):
-    """A runner process exited abnormally or hung; ``model`` is the one it was working on."""
-
-    def __init__(self, runner: str, tag: str, model: str | None, phase: str | None,
-                 returncode: int | None, stderr: str, timeout: float | None = None) -> None:
-        self.runner, self.tag, self.model, self.phase = runner, tag, model, phase
-        self.returncode, self.timeout = returncode, timeout
-        self.stderr_tail = "\n".join(stderr.strip().splitlines()[-15:])
-        super().__init__(f"the {runner} runner {self.reason()} in block {tag}"
-                         + (f" ({phase} of {model})" if model else "")
-                         + (f":\n{self.stderr_tail}" if self.stderr_tail else ""))
-
-    def signal(self) -> str | None:
-        """The signal that killed it: subprocess reports -N, a device shell 128+N."""
-        code = self.returncode
-        number = -code if code is not None and code < 0 else (
-            code - 128 if code is not None and 128 < code < 128 + 65 else None)
-        if number is None:
-            return None
-        try:
-            return signal_module.Signals(number).name
-        except ValueError:
-            return f"signal {number}"
-
-    def reason(self) -> str:
-        if self.timeout is not None:
-            return f"hung (no result within {self.timeout:.0f} s; killed)"
-        name = self.signal()
-        return f"was killed by {name}" if name else f"exited with status {self.returncode}"
-
-    def record(self, block: int) -> dict:
-        return {"block": block, "runner": self.runner, "phase": self.phase,
-                "reason": self.reason(), "returncode": self.returncode,
-                "signal": self.signal(), "timeout_seconds": self.timeout,
-                "stderr_tail": self.stderr_tail}
-
-
-def run_plan(device: Device, runner: Runner, models: list[PlannedModel], protocol: Protocol,
-             workdir: str, tag: str | int, timeout: float | None = None
-             ) -> tuple[dict, RunResult]:
-    """One runner process over ``models``, run in ``workdir`` (relative output folders in the
-    plan resolve there), with the device state read before and after. A runner that dies or
-    hangs raises ``RunnerDied`` naming the model it was in (from its progress file)."""
-    plan_path = f"{workdir}/plan-{tag}.txt"
-    result_path = f"{workdir}/result-{tag}.json"
-    progress_path = f"{workdir}/progress-{tag}.txt"     # relative in the plan: cwd is workdir
-    device.write_text(plan_path, plan_text(protocol, models, f"progress-{tag}.txt"))
-    before = device.state()
-    limit = timeout or _timeout(protocol, len(models))
-    started = time.perf_counter()
-    try:
-        proc = device.run([*runner.argv, plan_path, result_path], timeout=limit, cwd=workdir)
-    except (LinkTimeout, subprocess.TimeoutExpired):
-        device.reconnect()              # the link's state is unknown after a timeout
-        device.kill_session()
-        raise _died(device, runner, tag, progress_path, None, "", limit) from None
-    wall = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise _died(device, runner, tag, progress_path, proc.returncode,
-                    proc.stderr or proc.stdout)
-    after = device.state()
-    result = parse_result(device.read_text(result_path))
-    block = {"index": int(str(tag).split(".")[0]), "format": runner.format,
-             "artifacts": [m.id for m in models],
-             "protocol": asdict(protocol), "state_before": before.to_dict(),
-             "state_after": after.to_dict(), "wall_seconds": round(wall, 3),
-             "pinned": result.pinned, "pin_error": result.pin_error,
-             "threads": result.threads, "peak_rss_kb": result.peak_rss_kb,
-             "runtime_version": result.runtime_version}
-    return block, result
-
-
-def _died(device: Device, runner: Runner, tag: str | int, progress_path: str,
-          returncode: int | None, stderr: str, timeout: float | None = None) -> RunnerDied:
-    try:
-        where = current_model(device.read_text(progress_path))
-    except (UserError, OSError):
-        where = None
-    phase, model = where if where else (None, None)
-    return RunnerDied(runner.format, str(tag), model, phase, returncode, stderr, timeout)
-
-
-def _timeout(protocol: Protocol, n: int) -> float:
-    """Generous: each model's warm-up and timing minima ten times over, plus a minute."""
-    return 60 + 10 * n * (protocol.warmup_seconds + protocol.min_seconds + 5)
 
 
 def _fetch_outputs(device: Device, measurements: list[Measurement], workdir: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from ..errors import UserError
 from .base import CommandResult, Device, DeviceInfo
 from .local import LocalDevice
@@ -9,18 +11,20 @@ from .local import LocalDevice
 __all__ = ["CommandResult", "Device", "DeviceInfo", "LocalDevice", "get_device"]
 
 
-def get_device(spec: str | None, runner_target: str | None = None,
-               transport: str = "auto") -> Device:
-    """``None`` or ``local`` -> this machine; anything else is an adb serial (or HOST:PORT).
+def get_device(spec: str | None, transport: str = "auto") -> Device:
+    """``local`` (or ``None`` with no ``ANDROID_SERIAL``) -> this machine; ``adb`` -> the
+    only phone the adb server lists; anything else is an adb serial (or HOST:PORT).
 
-    ``runner_target`` overrides the native runner build a phone gets (``android-arm64``):
-    ``linux-arm64`` for ARM64 Linux boards and the test device. ``transport``: how to reach a
-    phone (``auto``: the adb server when it lists the serial, else adb-shell directly)."""
-    if spec in (None, "", "local"):
-        if runner_target not in (None, "host"):
-            raise UserError(f"--runner-target {runner_target} is for adb devices; the local "
-                            f"device runs the host runner.")
+    ``transport``: how to reach a phone (``auto``: the adb server when it lists the serial,
+    else adb-shell directly). Which runner build a device gets is decided from its probe
+    (``runners.session``)."""
+    if spec is None and os.environ.get("ANDROID_SERIAL"):
+        spec = os.environ["ANDROID_SERIAL"]      # adb's own default: a phone, never the host
+    if spec is None or spec == "local":
         return LocalDevice()
+    if not spec.strip():
+        raise UserError("--device is empty: pass a phone's adb serial (or HOST:PORT), `adb` "
+                        "for the only attached phone, or `local` for this machine.")
     from .adb import AdbDevice
 
-    return AdbDevice(spec, runner_target=runner_target or "android-arm64", transport=transport)
+    return AdbDevice(None if spec == "adb" else spec, transport=transport)

@@ -1,9 +1,11 @@
 """A phone over adb: through a running adb server, or the device protocol spoken directly.
 
 Transport (``adb_link``): ``auto`` uses the adb server (``adb devices``; port 5037 or
-``ANDROID_ADB_SERVER_PORT``) when it runs and lists the serial, so a phone already shown there
-needs nothing else; otherwise adb-shell talks to the device itself (``HOST:PORT`` over TCP, USB
-with adb-shell's USB extra). ``ANDROID_SERIAL`` is the default serial. The host key is the
+``ANDROID_ADB_SERVER_PORT``) when it runs, so a phone already shown there needs nothing else;
+a USB serial the server does not list is refused (the server holds the USB devices), a
+``HOST:PORT`` it does not list is reached directly. With no server, adb-shell talks to the
+device itself (``HOST:PORT`` over TCP, USB with adb-shell's USB extra). The serial is the one
+given, else ``ANDROID_SERIAL``, else the only device the server lists as ready. The host key is the
 standard one, ``$ANDROID_USER_HOME/adbkey`` or ``~/.android/adbkey`` (created with mode 0600
 when absent), so a phone that already trusts this computer's adb trusts us too.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shlex
 import socket
 import tempfile
@@ -42,22 +45,32 @@ TRANSPORTS = ("auto", "server", "direct")
 
 
 def open_link(serial: str, key: Path | None, timeout: float, transport: str) -> AdbLink:
-    """The link to ``serial`` for ``transport`` (see the module docstring)."""
+    """The link to ``serial`` for ``transport`` (see the module docstring). ``auto`` never
+    falls back silently: a USB serial that a running server does not list is refused (the
+    server holds the USB devices), and a HOST:PORT one goes direct with the reason recorded
+    in the link's description."""
     if transport not in TRANSPORTS:
         raise AdbError(f"unknown adb transport {transport!r}; expected one of "
                        f"{', '.join(TRANSPORTS)}.")
-    if transport != "direct":
-        from .adb_server import AdbServer, server_address
+    if transport == "direct":
+        return AdbShellLink(serial, key=key, timeout=timeout)
+    from .adb_link import is_tcp_serial
+    from .adb_server import AdbServer, server_address, unlisted_usb_error
 
-        server = AdbServer(*server_address())
-        if server.running() and (transport == "server"
-                                 or serial in {d.serial for d in server.devices()}):
-            return server.link(serial)
+    server = AdbServer(*server_address())
+    if not server.running():
         if transport == "server":
-            host, port = server_address()
-            raise AdbError(f"no adb server answers on {host}:{port}: start it with "
+            raise AdbError(f"no adb server answers on {server.address}: start it with "
                            f"`adb start-server` (or use --adb-transport direct).")
-    return AdbShellLink(serial, key=key, timeout=timeout)
+        return AdbShellLink(serial, key=key, timeout=timeout)
+    listed = server.devices()
+    if transport == "server" or serial in {d.serial for d in listed}:
+        return server.link(serial)       # a listed state other than "device" fails on connect
+    if not is_tcp_serial(serial):
+        raise unlisted_usb_error(server, serial, listed)
+    return AdbShellLink(serial, key=key, timeout=timeout,      # maybe just not `adb connect`ed
+                        reason=f"no adb server; the server at {server.address} does not "
+                               f"list {serial}")
 
 
 class AdbDevice(Device):
@@ -65,17 +78,13 @@ class AdbDevice(Device):
     formats = ("pte",)
 
     def __init__(self, serial: str | None = None, key: Path | None = None,
-                 runner_target: str = "android-arm64", timeout: float = 10.0,
-                 transport: str = "auto") -> None:
-        serial = serial or os.environ.get("ANDROID_SERIAL")
-        if not serial:
-            raise AdbError("no device serial: pass --device SERIAL (or HOST:PORT), or set "
-                           "ANDROID_SERIAL.")
-        self.serial = self.name = serial
-        self.runner_target = runner_target
+                 timeout: float = 10.0, transport: str = "auto") -> None:
+        from .adb_server import resolve_serial
+
+        serial, self.serial_source = resolve_serial(serial)   # given, ANDROID_SERIAL, the only
+        self.serial = self.name = serial                     # device the adb server lists
         self.core: int | None = None
         self.session = f"run-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self._libdirs: set[str] = set()
         self._locked = False
         self.link = open_link(serial, key, timeout, transport)
         self.transport = self.link.description
@@ -119,15 +128,17 @@ class AdbDevice(Device):
         return CommandResult(int(code.strip() or 1), head[:-1] if head.endswith("\n") else head,
                              stderr)
 
-    def run(self, argv: list[str], timeout: float | None, cwd: str | None = None
-            ) -> CommandResult:
-        """Pinned with taskset to the chosen core (the runner pins itself too), with the staged
-        shared libraries on LD_LIBRARY_PATH."""
+    def run(self, argv: list[str], timeout: float | None, cwd: str | None = None,
+            env: dict[str, str] | None = None) -> CommandResult:
+        """Pinned with taskset to the chosen core (the runner pins itself too); ``env`` is
+        set for the program, not for taskset."""
         command = " ".join(shlex.quote(a) for a in argv)
+        if env:
+            assigned = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items())
+                                if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k))
+            command = f"env {assigned} {command}"
         if self.core is not None and self.core >= 0:
             command = f"taskset {1 << self.core:x} {command}"
-        if self._libdirs:
-            command = f"LD_LIBRARY_PATH={shlex.quote(':'.join(sorted(self._libdirs)))} {command}"
         if cwd:
             command = f"cd {shlex.quote(cwd)} && {command}"
         return self.shell(command, timeout)
@@ -195,8 +206,6 @@ class AdbDevice(Device):
         self._check_space(sum(local.stat().st_size for local in missing))
         for local, remote in missing.items():
             self._push(local, remote)
-        self._libdirs |= {remote.rsplit("/", 1)[0] for local, remote in where.items()
-                          if ".so" in local.name}
         return where
 
     def _existing(self, paths: list[str]) -> set[str]:
@@ -277,9 +286,6 @@ class AdbDevice(Device):
         script = "; ".join(f"echo {key}=$(getprop {prop})" for key, prop in PROPERTIES.items())
         props = dict(line.split("=", 1) for line in self.shell(script).stdout.splitlines()
                      if "=" in line)
-        if props.get("abi") and not props["abi"].startswith("arm64"):
-            raise AdbError(f"{self.serial} is {props['abi']}; the runner is built for "
-                           f"arm64-v8a phones.")
         return {k: v for k, v in props.items() if v}
 
 

@@ -39,7 +39,6 @@ class Device(abc.ABC):
     name: str
     transport: str
     formats: tuple[str, ...]         # artifact formats this device can run
-    runner_target: str               # native runner build target for this device
 
     @abc.abstractmethod
     def shell(self, script: str, timeout: float | None = 60) -> CommandResult:
@@ -50,9 +49,10 @@ class Device(abc.ABC):
         """Make local files available on the device; return where each one is there."""
 
     @abc.abstractmethod
-    def run(self, argv: list[str], timeout: float | None, cwd: str | None = None
-            ) -> CommandResult:
-        """Run a program on the device (in ``cwd``, a device folder) and wait for it."""
+    def run(self, argv: list[str], timeout: float | None, cwd: str | None = None,
+            env: dict[str, str] | None = None) -> CommandResult:
+        """Run a program on the device (in ``cwd``, a device folder, with ``env`` added to its
+        environment) and wait for it."""
 
     @abc.abstractmethod
     def fetch(self, device_path: str, local: Path) -> None:

@@ -20,7 +20,6 @@ class LocalDevice(Device):
     name = "local"
     transport = "local process"
     formats = ("pte", "onnx")
-    runner_target = "host"
 
     def __init__(self, sysfs_root: Path | None = None) -> None:
         # A fake sysfs/procfs tree for tests; None reads the real one.
@@ -38,9 +37,10 @@ class LocalDevice(Device):
     def stage(self, files: list[Path]) -> dict[Path, str]:
         return {f: str(Path(f).resolve()) for f in files}
 
-    def run(self, argv: list[str], timeout: float | None, cwd: str | None = None
-            ) -> CommandResult:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    def run(self, argv: list[str], timeout: float | None, cwd: str | None = None,
+            env: dict[str, str] | None = None) -> CommandResult:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=cwd,
+                              env={**os.environ, **env} if env else None)
         return CommandResult(proc.returncode, proc.stdout, proc.stderr)
 
     def fetch(self, device_path: str, local: Path) -> None:

@@ -18,7 +18,7 @@ from .probe import choose_core
 
 # The keys of AdbDevice.properties(), which `match` may name.
 PROPERTY_KEYS = ("model", "manufacturer", "soc", "board", "android", "sdk", "abi", "os_build")
-RUNNER_TARGETS = ("android-arm64", "linux-arm64")
+RUNNER_TARGETS = ("android-arm64", "android-x86_64", "linux-arm64")
 FIELDS = {"name", "match", "soc", "board", "abi", "clusters", "pin_core", "runner_target",
           "notes"}
 # Kryo 4xx (Snapdragon 855) cores report Qualcomm's own part numbers, not ARM's (Linux

@@ -21,11 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bench.run import BenchError, Runner, Staged, build_runners, run_plan, stage_files
+from ..bench.run import BenchError, device_profile
 from ..devices import Device, DeviceInfo, get_device
 from ..devices.probe import CoreChoice
 from ..export import manifest as mf
 from ..runners.plan import PlannedModel, Protocol
+from ..runners.session import (Runner, RunnerChoice, Staged, build_runners, check_start,
+                               run_plan, stage_files)
 from .compare import GateError, GateResult, Row, Selection, artifact_order, export_mismatch
 from .stats import paired_shift
 from .verdict import INCOMPARABLE, Rule, decide
@@ -46,7 +48,7 @@ class ABOptions:
     iterations: int = 5              # timed iterations per side per round
     warmup_iterations: int = 5
     warmup_seconds: float = 0.2
-    runner_target: str | None = None     # adb devices: override android-arm64 (linux-arm64)
+    runner: RunnerChoice = RunnerChoice()   # which native runner build (default: the device's)
     wait_seconds: float = 0.0            # wait this long for another bench to free the device
 
 
@@ -93,7 +95,7 @@ def run_ab(opts: ABOptions, progress: Progress | None = None,
         raise GateError("the two exports are different workloads, not an A/B pair: "
                         + "; ".join(problems) + ". Export both with the same model and options.")
     selected, missing = _select(manifests, opts.selection)
-    device = device or get_device(opts.device, opts.runner_target)
+    device = device or get_device(opts.device)
     device.acquire_lock(opts.wait_seconds)
     try:
         return _run_ab_locked(opts, progress, device, folders, manifests, selected, missing,
@@ -112,11 +114,15 @@ def _run_ab_locked(opts: ABOptions, progress: Progress | None, device: Device,
                         warmup_seconds=opts.warmup_seconds,
                         iterations=opts.rounds * opts.iterations, min_seconds=0.0,
                         rounds=opts.rounds)
-    runners = build_runners(list(selected.values()), device, progress)
+    runners = build_runners({a["format"] for a in selected.values()}, device, info,
+                            opts.runner, device_profile(info), progress)
     run = ABRun(opts, manifests, info, choice, protocol, runners,
                 {p: Sides(a) for p, a in selected.items()}, missing)
     try:
         staged = _stage(device, folders, manifests, selected, runners)
+        if "pte" in runners:
+            runners["pte"].identity["version_output"] = check_start(device, runners["pte"],
+                                                                    staged.workdir)
         plan = [(b, fmt) for b in range(max(1, opts.blocks)) for fmt in runners]
         for index, (block, fmt) in enumerate(plan):
             if progress:

@@ -53,6 +53,18 @@ def _profile_line(profile: dict | None) -> list[str]:
     return [f"- profile: {profile['name']} (`devices/{profile['file']}`), {agreement}"]
 
 
+def _runner_lines(runners: dict) -> list[str]:
+    """Which native runner build ran and how it was started (the report has every hash)."""
+    lines = []
+    for fmt, r in sorted(runners.items()):
+        if "launch" in r:
+            lines.append(f"- {fmt} runner: {r['target']} for {r['abi']} ({r['toolchain']}, "
+                         f"launch {r['launch']}; chosen by {r.get('chosen_by', '-')}), "
+                         f"{len(r.get('files', {}))} files, binary "
+                         f"`{r['binary_sha256'][:16]}`")
+    return lines
+
+
 def markdown(report: dict) -> str:
     exp = report["export"]
     dev = report["device"]
@@ -66,6 +78,7 @@ def markdown(report: dict) -> str:
              f"- core: **cpu{dev['core']['index']}** ({dev['core']['reason']}); "
              f"fingerprint `{dev['fingerprint']['digest']}`",
              *_profile_line(dev.get("profile")),
+             *_runner_lines(report.get("runners", {})),
              f"- protocol: {proto['threads']} thread, warm-up >= {proto['warmup_iterations']} "
              f"iterations and {proto['warmup_seconds']} s, timed >= {proto['iterations']} "
              f"iterations and {proto['min_seconds']} s per artifact, {proto['rounds']} "

@@ -1,23 +1,27 @@
 """Building the native runner (``native/runner.cpp``) with CMake, once per target and source.
 
-Targets:
-  host           this machine, against the ExecuTorch wheel pip installed.
-  linux-arm64    Debian's aarch64 cross compiler (``g++-aarch64-linux-gnu``) against the aarch64
-                 ExecuTorch wheel of the same version, fetched once with ``pip download
-                 --platform manylinux_2_28_aarch64`` and unpacked into the cache.
-  android-arm64  the Android NDK's CMake toolchain (``--ndk``) against an ExecuTorch install
-                 prefix built for Android (``--executorch-prefix``; see the README).
+Targets (each yields a folder with ``runner.json``, see ``bundle.py``):
+  host            this machine, against the ExecuTorch wheel pip installed; runs in place.
+  linux-arm64     Debian's aarch64 cross compiler (``g++-aarch64-linux-gnu``) against the aarch64
+                  ExecuTorch wheel of the same version (fetched once with ``pip download
+                  --platform manylinux_2_28_aarch64``); needs glibc on the device (Linux boards).
+  android-arm64   any arm64-v8a phone, no NDK: the linux-arm64 program bundled with its whole
+                  runtime (ExecuTorch libraries, glibc's loader, libc, libm, libstdc++, libgcc_s
+                  from Debian's arm64 cross packages), started through the bundled loader.
+                  With ``ndk`` and ``executorch_prefix``: the NDK's CMake toolchain against
+                  ExecuTorch built for Android (bionic, started directly).
+  android-x86_64  Android emulator images: the host program bundled the same way.
 
 Builds are cached under ``$XDG_CACHE_HOME/seaformer-deploy/runner/<target>-<digest>``, where the
-digest covers the sources, the target, the ExecuTorch version and prefix, and the compiler, so a
-changed input rebuilds and an unchanged one returns at once.
+digest covers the sources, the target, the ExecuTorch version and prefix, the compiler and, for
+bundles, the bundled glibc, so a changed input rebuilds and an unchanged one returns at once.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -27,21 +31,58 @@ from importlib import metadata
 from pathlib import Path
 
 from ..errors import UserError
+from . import bundle
+from .bundle import Launch
 
-TARGETS = ("host", "linux-arm64", "android-arm64")
+TARGETS = ("host", "linux-arm64", "android-arm64", "android-x86_64")
 SOURCE_DIR = Path(__file__).with_name("native")
 BINARY = "seaformer-runner"
 CROSS_CXX = "aarch64-linux-gnu-g++"
 AARCH64_PLATFORM = "manylinux_2_28_aarch64"
+AARCH64_SYSROOT = Path("/usr/aarch64-linux-gnu/lib")      # libc6-arm64-cross, libstdc++6-...
+HOST_LIB_DIRS = [Path(p) for p in ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu",
+                                   "/lib64", "/usr/lib64", "/lib", "/usr/lib")]
+# Where each bundle's program is built, and the folders its libraries come from.
+BUNDLED = {"android-arm64": "linux-arm64", "android-x86_64": "host"}
+
+
+def host_abi() -> str:
+    return {"x86_64": "x86_64", "aarch64": "arm64-v8a", "arm64": "arm64-v8a"}.get(
+        platform.machine(), platform.machine())
+
+
+def target_abi(target: str) -> str:
+    """The Android ABI name of the CPU a target's program runs on."""
+    return host_abi() if target == "host" else (
+        "x86_64" if target == "android-x86_64" else "arm64-v8a")
 
 
 @dataclass(frozen=True)
 class RunnerBuild:
     target: str
+    folder: Path
     binary: Path
-    libraries: tuple[Path, ...]      # shared libraries the binary needs next to it on a device
+    files: dict[str, Path]           # relative name -> local file: everything a device needs
+    launch: Launch
     digest: str
     executorch_version: str
+    abi: str
+    toolchain: str                   # glibc (bundled) | glibc | bionic (NDK)
+
+    @property
+    def libraries(self) -> tuple[Path, ...]:
+        return tuple(p for name, p in sorted(self.files.items()) if name != self.launch.program)
+
+    def identity(self) -> dict:
+        """What a report records: the build, the launch mode and every file's hash."""
+        return {"runner": "seaformer-native-runner", "target": self.target, "abi": self.abi,
+                "toolchain": self.toolchain, "launch": self.launch.mode,
+                "runtime": "executorch", "runtime_version": self.executorch_version,
+                "build_digest": self.digest, "folder": str(self.folder),
+                "binary_sha256": bundle.sha256_file(self.binary),
+                "files": {name: bundle.sha256_file(path)
+                          for name, path in sorted(self.files.items())},
+                "libraries": sorted(Path(n).name for n in self.files if n != self.launch.program)}
 
 
 def cache_root() -> Path:
@@ -65,37 +106,147 @@ def build_runner(target: str = "host", ndk: Path | None = None,
     """Build (or reuse) the runner for ``target``."""
     if target not in TARGETS:
         raise UserError(f"unknown runner target {target!r}; expected one of {', '.join(TARGETS)}")
-    prefix, cmake_args, compiler = _configure_inputs(target, ndk, executorch_prefix, log)
+    if (ndk is None) != (executorch_prefix is None) and target == "android-arm64":
+        raise UserError("the NDK build of the android-arm64 runner needs both --ndk PATH (an "
+                        "Android NDK) and --executorch-prefix PATH (ExecuTorch built and "
+                        "installed for arm64-v8a); without either, the runner is bundled "
+                        "with glibc and needs no NDK.")
+    if target in BUNDLED and ndk is None:
+        return _bundled(target, build_runner(BUNDLED[target], force=force, log=log), force)
+    return _compiled(target, ndk, executorch_prefix, force, log)
+
+
+def load_prebuilt(folder: Path) -> RunnerBuild:
+    """A runner folder built elsewhere (``runner build`` on another machine, or by hand with
+    a ``runner.json``), its files checked against the hashes it lists."""
+    folder = Path(folder)
+    description, launch = bundle.load(folder)
+    files = {name: folder / name for name in description["files"]}
+    if launch.program not in files:
+        raise UserError(f"{folder}/{bundle.DESCRIPTION}: the program {launch.program} is not "
+                        f"among its files.")
+    return RunnerBuild(description["target"], folder, folder / launch.program, files, launch,
+                       description.get("digest", "prebuilt"),
+                       description.get("executorch_version", "unknown"), description["abi"],
+                       description.get("toolchain", "prebuilt"))
+
+
+# -- compiling ------------------------------------------------------------------------------
+
+def _compiled(target: str, ndk: Path | None, prefix: Path | None, force: bool,
+              log: callable) -> RunnerBuild:
+    prefix, cmake_args, compiler = _configure_inputs(target, ndk, prefix, log)
     digest = _digest(target, prefix, compiler, cmake_args)
     out = cache_root() / "runner" / f"{target}-{digest[:16]}"
-    binary = out / BINARY
-    if binary.is_file() and not force:
-        return _described(target, binary, prefix, digest)
+    if not force and (found := _cached(out)) is not None:
+        return found
     build_dir = out.with_name(out.name + ".build")
     shutil.rmtree(build_dir, ignore_errors=True)
     _cmake(["-S", str(SOURCE_DIR), "-B", str(build_dir), "-DCMAKE_BUILD_TYPE=Release",
             f"-DCMAKE_PREFIX_PATH={prefix}", *cmake_args], log)
     _cmake(["--build", str(build_dir), "-j", str(os.cpu_count() or 1)], log)
-    staging = out.with_name(out.name + ".tmp")
+    program = build_dir / BINARY
+    if target == "host":
+        # Runs in place: its RPATH names the wheel, so nothing is copied; the description
+        # still lists every library it loads, for the report.
+        files = {BINARY: program}
+        extra_libs = _host_libraries(program, prefix)
+    else:
+        libs = bundle.closure(program, [prefix / "lib"], strict=False)
+        files = {BINARY: program, **{f"lib/{n}": p for n, p in libs.items()}}
+        extra_libs = {}
+    toolchain = "bionic (NDK)" if ndk is not None else "glibc"
+    launch = Launch("direct", BINARY, None, ("lib",))
+    return _publish(out, target, launch, files, digest, toolchain, extra_libs,
+                    {"prefix": str(prefix), "compiler": compiler})
+
+
+def _host_libraries(program: Path, prefix: Path) -> dict[str, Path]:
+    """The wheel's libraries the host program loads (the system's are the host's own)."""
+    return {f"lib/{n}": p for n, p in bundle.closure(program, [prefix / "lib"],
+                                                     strict=False).items()}
+
+
+def _bundled(target: str, base: RunnerBuild, force: bool) -> RunnerBuild:
+    """``base``'s program with its whole runtime closure and glibc's loader (see bundle.py)."""
+    sysroot = [AARCH64_SYSROOT] if target == "android-arm64" else HOST_LIB_DIRS
+    if target == "android-arm64" and not (AARCH64_SYSROOT / "libc.so.6").is_file():
+        raise UserError(f"bundling the android-arm64 runner needs Debian's aarch64 glibc in "
+                        f"{AARCH64_SYSROOT}: `apt-get install libc6-arm64-cross "
+                        f"libstdc++6-arm64-cross` (g++-aarch64-linux-gnu brings both).")
+    interpreter = bundle.elf_interpreter(base.binary)
+    if interpreter is None:
+        raise UserError(f"{base.binary} has no ELF interpreter to bundle (a static program "
+                        f"needs no bundle).")
+    loader_name = Path(interpreter).name
+    loader = next((d / loader_name for d in sysroot if (d / loader_name).is_file()), None)
+    if loader is None:
+        raise UserError(f"glibc's loader {loader_name} is in none of "
+                        f"{', '.join(map(str, sysroot))}; install the {target} glibc runtime.")
+    et_libs = [p.parent for n, p in base.files.items() if n != base.launch.program][:1]
+    libs = bundle.closure(base.binary, et_libs + sysroot)
+    libs[loader_name] = loader
+    h = hashlib.sha256(base.digest.encode())
+    for name in sorted(libs):
+        h.update(name.encode())
+        h.update(bundle.sha256_file(libs[name]).encode())
+    digest = h.hexdigest()
+    out = cache_root() / "runner" / f"{target}-{digest[:16]}"
+    if not force and (found := _cached(out)) is not None:
+        return found
+    files = {BINARY: base.binary, **{f"lib/{n}": p for n, p in libs.items()}}
+    launch = Launch("bundled-loader", BINARY, f"lib/{loader_name}", ("lib",))
+    return _publish(out, target, launch, files, digest, "glibc (bundled)", {},
+                    {"base_target": base.target, "base_digest": base.digest,
+                     "interpreter_replaced": interpreter})
+
+
+def _publish(out: Path, target: str, launch: Launch, files: dict[str, Path], digest: str,
+             toolchain: str, external: dict[str, Path], extra: dict) -> RunnerBuild:
+    """Write the folder under a temporary name and rename it into place (never half-written);
+    drop older builds of the target."""
+    staging = out.with_name(out.name + f".tmp-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    shutil.copy2(build_dir / BINARY, staging / BINARY)
-    (staging / "build.json").write_text(json.dumps({"target": target, "digest": digest,
-                                                    "prefix": str(prefix)}))
+    bundle.write(staging, target=target, abi=target_abi(target), launch=launch, files=files,
+                 extra={"digest": digest, "executorch_version": executorch_version(),
+                        "toolchain": toolchain,
+                        "external_libraries": {n: str(p) for n, p in external.items()},
+                        **extra})
     shutil.rmtree(out, ignore_errors=True)
     os.replace(staging, out)
-    shutil.rmtree(build_dir, ignore_errors=True)
-    for stale in out.parent.glob(f"{target}-*"):      # older builds of this target
-        if stale != out:
+    shutil.rmtree(out.with_name(out.name + ".build"), ignore_errors=True)
+    for stale in out.parent.glob(f"{target}-*"):
+        if stale != out and not stale.name.endswith(".build"):
             shutil.rmtree(stale, ignore_errors=True)
-    return _described(target, binary, prefix, digest)
+    found = _cached(out)
+    assert found is not None
+    return found
+
+
+def _cached(out: Path) -> RunnerBuild | None:
+    """A finished build folder (its files match its runner.json), or None."""
+    if not (out / bundle.DESCRIPTION).is_file():
+        return None
+    try:
+        build = load_prebuilt(out)
+    except UserError:
+        return None
+    description, _ = bundle.load(out)
+    external = {n: Path(p) for n, p in description.get("external_libraries", {}).items()}
+    if any(not p.is_file() for p in external.values()):
+        return None
+    return RunnerBuild(build.target, out, build.binary, {**build.files, **external},
+                       build.launch, build.digest, build.executorch_version, build.abi,
+                       build.toolchain)
 
 
 def _configure_inputs(target: str, ndk: Path | None, prefix: Path | None,
                       log: callable) -> tuple[Path, list[str], str]:
-    for tool in ("cmake",):
+    for tool in ("cmake", "readelf"):
         if shutil.which(tool) is None:
-            raise UserError(f"{tool} is not installed; the native runner is built with CMake.")
+            raise UserError(f"{tool} is not installed; the native runner is built with CMake "
+                            f"and binutils.")
     if target == "host":
         return host_prefix(), [], _compiler_id("c++")
     if target == "linux-arm64":
@@ -107,16 +258,18 @@ def _configure_inputs(target: str, ndk: Path | None, prefix: Path | None,
                 f"-DCMAKE_CXX_COMPILER={CROSS_CXX}",
                 "-DCMAKE_FIND_ROOT_PATH_MODE_PACKAGE=BOTH"]
         return prefix, args, _compiler_id(CROSS_CXX)
-    if ndk is None or prefix is None:
-        raise UserError("the android-arm64 runner needs --ndk PATH (an Android NDK) and "
-                        "--executorch-prefix PATH (ExecuTorch built and installed for "
-                        "arm64-v8a); see the README's 'Real phones' section.")
+    if target != "android-arm64" or ndk is None or prefix is None:
+        raise UserError(f"the {target} runner is built from another target's program; pass "
+                        f"--ndk and --executorch-prefix only for android-arm64.")
     toolchain = Path(ndk) / "build" / "cmake" / "android.toolchain.cmake"
     if not toolchain.is_file():
         raise UserError(f"{ndk} is not an Android NDK: {toolchain} is missing.")
+    if not any(Path(prefix).glob("**/executorch-config.cmake")):
+        raise UserError(f"{prefix} holds no executorch-config.cmake: pass the install prefix "
+                        f"of ExecuTorch built for arm64-v8a (cmake --install), see the README.")
     args = [f"-DCMAKE_TOOLCHAIN_FILE={toolchain}", "-DANDROID_ABI=arm64-v8a",
             "-DANDROID_PLATFORM=android-28", "-DCMAKE_FIND_ROOT_PATH_MODE_PACKAGE=BOTH"]
-    return Path(prefix), args, f"ndk:{Path(ndk).name}"
+    return Path(prefix), args, f"ndk:{Path(ndk).resolve().name}"
 
 
 def aarch64_executorch(log: callable) -> Path:
@@ -175,30 +328,3 @@ def _cmake(args: list[str], log: callable) -> None:
     if proc.returncode != 0:
         raise UserError(f"building the native runner failed (cmake {' '.join(args[:2])}):\n"
                         f"{(proc.stdout + proc.stderr).strip()[-2000:]}")
-
-
-def _described(target: str, binary: Path, prefix: Path, digest: str) -> RunnerBuild:
-    return RunnerBuild(target, binary, tuple(needed_libraries(binary, prefix / "lib")), digest,
-                       executorch_version())
-
-
-def needed_libraries(binary: Path, lib_dir: Path) -> list[Path]:
-    """The ExecuTorch shared libraries ``binary`` loads, transitively (read from ELF headers)."""
-    found: dict[str, Path] = {}
-    pending = [binary]
-    while pending:
-        for name in _elf_needed(pending.pop()):
-            candidate = lib_dir / name
-            if name not in found and candidate.is_file():
-                found[name] = candidate
-                pending.append(candidate)
-    return sorted(found.values())
-
-
-def _elf_needed(path: Path) -> list[str]:
-    """DT_NEEDED entries, via binutils' readelf (which reads any architecture's ELF)."""
-    proc = subprocess.run(["readelf", "-d", str(path)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise UserError(f"readelf could not read {path}: {proc.stderr.strip()}")
-    return [line.split("[", 1)[1].rstrip("]") for line in proc.stdout.splitlines()
-            if "(NEEDED)" in line]

@@ -15,6 +15,7 @@ from seaformer_deploy.devices import get_device
 from seaformer_deploy.devices.adb import ROOT, AdbDevice, AdbError
 from seaformer_deploy.reports import build_report
 from seaformer_deploy.runners.plan import Protocol
+from seaformer_deploy.runners.session import RunnerChoice, RunnerError
 
 HOSTILE = ["sp ace", "qu'ote", 'dq"uote', "semi;colon", "$(touch pwned)", "back`tick`",
            "new\nline"]
@@ -29,7 +30,7 @@ def android_home(adb_key, monkeypatch):
 
 @pytest.fixture
 def phone(adb_testdevice, android_home):
-    return AdbDevice(adb_testdevice.serial, runner_target="linux-arm64", timeout=5)
+    return AdbDevice(adb_testdevice.serial, timeout=5)
 
 
 def test_shell_returns_stdout_stderr_and_status_apart(phone):
@@ -50,7 +51,7 @@ def test_a_socket_numbered_past_1024_still_works(adb_testdevice, android_home):
     try:
         while not filler or filler[-1] < 1030:      # descriptors are allocated lowest first
             filler.append(os.open(os.devnull, os.O_RDONLY))
-        phone = AdbDevice(adb_testdevice.serial, runner_target="linux-arm64", timeout=5)
+        phone = AdbDevice(adb_testdevice.serial, timeout=5)
         assert phone.shell("echo far").stdout == "far\n"
         phone.close()
     finally:
@@ -123,7 +124,7 @@ def test_key_is_created_private_when_absent(adb_testdevice, tmp_path, monkeypatc
 
 def test_serial_comes_from_android_serial(adb_testdevice, android_home, monkeypatch):
     monkeypatch.setenv("ANDROID_SERIAL", adb_testdevice.serial)
-    assert AdbDevice(runner_target="linux-arm64", timeout=5).serial == adb_testdevice.serial
+    assert AdbDevice(timeout=5).serial == adb_testdevice.serial
     monkeypatch.delenv("ANDROID_SERIAL")
     with pytest.raises(AdbError, match="ANDROID_SERIAL"):
         AdbDevice()
@@ -143,15 +144,15 @@ def test_usb_serial_without_usb_support_says_what_to_do():
         get_device("R58M12345XY")
 
 
-def test_bench_over_adb_runs_the_arm64_runner(adb_testdevice, android_home, tmp_path,
-                                              export_128, arm64_exec):
+def test_bench_over_adb_runs_the_bundled_arm64_runner(adb_testdevice, android_home, tmp_path,
+                                                      export_128, arm64_exec):
     """The acceptance command, `bench --device 127.0.0.1:PORT --variant T --input-size 128x128`
-    (export cached by the fixture), FP32 .pte with a short protocol: emulated ARM64 is about
-    100x slower than native."""
+    with no --runner-target (export cached by the fixture): the device's ABI picks the glibc
+    bundle, which a stock phone starts. FP32 and FP16 .pte with a short protocol: emulated
+    ARM64 is about 100x slower than native."""
     result = CliRunner().invoke(app, [
         "bench", "--device", adb_testdevice.serial, "--variant", "T", "--input-size", "128x128",
-        "--models-dir", str(export_128.folder.parent),
-        "--runner-target", "linux-arm64", "--formats", "pte", "--precisions", "fp32",
+        "--models-dir", str(export_128.folder.parent), "--formats", "pte",
         "--iterations", "3", "--min-seconds", "0", "--rounds", "1", "--warmup", "1",
         "--warmup-seconds", "0", "--blocks", "1", "--out", str(tmp_path / "reports")])
     assert result.exit_code == 0, result.output
@@ -165,13 +166,52 @@ def test_bench_over_adb_runs_the_arm64_runner(adb_testdevice, android_home, tmp_
     assert device["properties"]["soc"] == "SM8250" and len(device["topology"]["cores"]) == 8
     assert {a["unit"] for a in report["artifacts"]} == {"model", "stem", "context", "spatial",
                                                         "head"}
+    assert {a["precision"] for a in report["artifacts"]} == {"fp32", "fp16"}
     assert all(a["parity"]["passed"] and a["stats"]["n"] >= 3 for a in report["artifacts"])
-    assert report["runners"]["pte"]["target"] == "linux-arm64"
+    runner = report["runners"]["pte"]
+    assert (runner["target"], runner["launch"], runner["abi"]) == (
+        "android-arm64", "bundled-loader", "arm64-v8a")
+    assert runner["chosen_by"].startswith("OnePlus 8 Pro profile")
+    assert {"seaformer-runner", "lib/ld-linux-aarch64.so.1", "lib/libc.so.6",
+            "lib/libstdc++.so.6", "lib/libexecutorch.so"} <= set(runner["files"])
+    assert all(len(h) == 64 for h in runner["files"].values())
+    assert runner["version_output"]["runtime"] == "executorch"
+    summary = (folder / "summary.md").read_text()
+    assert "android-arm64 for arm64-v8a (glibc (bundled), launch bundled-loader" in summary
     assert any(w.endswith("too few to judge stability)") for w in report["warnings"])   # n = 3
     assert report["components"][0]["sum_over_whole"] > 0.5
     assert any(call.startswith("80 ") for call in adb_testdevice.taskset_calls())  # cpu7 mask
     leftovers = adb_testdevice.host_path(ROOT)
     assert not [p for p in leftovers.iterdir() if p.name.startswith("run-")]   # cleaned up
+
+
+def test_unbundled_glibc_runner_is_refused_before_timing(adb_testdevice, android_home,
+                                                         export_128, arm64_exec):
+    """A glibc runner without its loader cannot start on a phone (its ELF interpreter
+    /lib/ld-linux-aarch64.so.1 does not exist): one clear error before any timing, naming it."""
+    opts = BenchOptions(export_128.folder, device=adb_testdevice.serial, formats=("pte",),
+                        precisions=("fp32",), blocks=1, runner=RunnerChoice("linux-arm64"),
+                        protocol=Protocol(warmup_iterations=1, warmup_seconds=0, iterations=1,
+                                          min_seconds=0, rounds=1))
+    with pytest.raises(RunnerError) as raised:
+        bench(opts)
+    message = str(raised.value)
+    assert "linux-arm64 runner cannot start on" in message
+    assert "ELF interpreter /lib/ld-linux-aarch64.so.1 does not exist there" in message
+    assert "Drop --runner-target" in message
+    ran = [c for c in adb_testdevice.command_log() if "seaformer-runner" in c["command"]]
+    assert ran and all("--version" in c["command"] for c in ran)      # never timed
+    assert not [p for p in adb_testdevice.host_path(ROOT).iterdir()
+                if p.name.startswith("run-")]                         # cleaned up
+
+
+def test_runner_for_another_abi_is_refused_before_pushing(adb_testdevice, android_home,
+                                                          export_128):
+    opts = BenchOptions(export_128.folder, device=adb_testdevice.serial, formats=("pte",),
+                        precisions=("fp32",), runner=RunnerChoice("android-x86_64"))
+    with pytest.raises(RunnerError, match="built for x86_64, but .* is arm64-v8a"):
+        bench(opts)
+    assert not adb_testdevice.host_path(f"{ROOT}/cas").exists()
 
 
 def test_bench_through_a_running_adb_server(real_adb, adb_testdevice, export_128, arm64_exec,
@@ -181,7 +221,7 @@ def test_bench_through_a_running_adb_server(real_adb, adb_testdevice, export_128
     assert real_adb("-s", adb_testdevice.serial, "wait-for-device", timeout=15).returncode == 0
     monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(real_adb.port))
     run = bench(BenchOptions(export_128.folder, device=adb_testdevice.serial, formats=("pte",),
-                             precisions=("fp32",), runner_target="linux-arm64", blocks=1,
+                             precisions=("fp32",), blocks=1,
                              protocol=Protocol(warmup_iterations=1, warmup_seconds=0,
                                                iterations=2, min_seconds=0, rounds=1)))
     report = build_report(run)

@@ -41,7 +41,7 @@ def android_home_env(adb_key, monkeypatch):
 def options(export, device, **kw) -> BenchOptions:
     kw.setdefault("blocks", 1)
     return BenchOptions(export.folder, device=device.serial, formats=("pte",),
-                        precisions=("fp32",), protocol=QUICK, runner_target="linux-arm64",
+                        precisions=("fp32",), protocol=QUICK,
                         transport="direct", **kw)
 
 
@@ -146,7 +146,7 @@ def test_ctrl_c_gives_a_partial_report_and_cleans_the_device(adb_testdevice, exp
 
 
 def test_second_bench_on_one_device_fails_clearly_or_waits(adb_testdevice, export_128):
-    first = AdbDevice(adb_testdevice.serial, runner_target="linux-arm64", transport="direct")
+    first = AdbDevice(adb_testdevice.serial, transport="direct")
     first.acquire_lock()
     with pytest.raises(AdbError, match="is busy: another bench holds .*--wait SECONDS"):
         bench(options(export_128, adb_testdevice))

@@ -34,7 +34,7 @@ def profiles():
 def probed(adb_testdevice, adb_key, monkeypatch):
     """(properties, DeviceInfo) of the SD865 test device, as AdbDevice reports them."""
     monkeypatch.setenv("ANDROID_USER_HOME", str(adb_key[0].parent))
-    device = AdbDevice(adb_testdevice.serial, runner_target="linux-arm64", timeout=5,
+    device = AdbDevice(adb_testdevice.serial, timeout=5,
                        transport="direct")
     try:
         info = device.probe()
@@ -134,7 +134,7 @@ VALID = (REPO_DEVICES / "oneplus-8-pro.toml").read_text()
     (lambda t: t.replace("cpus = [7]", "cpus = [6]"), "a cpu appears in two clusters"),
     (lambda t: t.replace("model = [", "phone = ["), "match.phone is not a device property"),
     (lambda t: t.replace('runner_target = "android-arm64"', 'runner_target = "ios"'),
-     "`runner_target` 'ios' is not one of android-arm64, linux-arm64"),
+     "`runner_target` 'ios' is not one of android-arm64, android-x86_64, linux-arm64"),
 ])
 def test_malformed_profiles_are_refused_with_file_and_reason(tmp_path, edit, message):
     path = tmp_path / "broken.toml"
