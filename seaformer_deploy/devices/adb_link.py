@@ -6,13 +6,16 @@
   requests, so a phone that already shows in ``adb devices`` works without killing the server.
 
 Both raise ``LinkLost`` when the connection breaks (the bench reconnects and resumes) and
-``LinkTimeout`` when a command does not finish in time.
+``LinkTimeout`` when a command does not finish in time; over USB that covers adb-shell's
+``Usb*Error`` and libusb's ``usb1.USBError*`` too (unplugged, reset, stalled), and opening a
+USB phone that is missing, held by an adb server or not permitted says what to do.
 """
 
 from __future__ import annotations
 
 import abc
 import os
+import sys
 from pathlib import Path
 
 from ..errors import UserError
@@ -81,33 +84,31 @@ def unauthorized_message(serial: str, key: Path | None = None) -> str:
 class AdbShellLink(AdbLink):
     """The adb device protocol spoken directly, through adb-shell."""
 
-    def __init__(self, serial: str, key: Path | None = None, timeout: float = 10.0) -> None:
+    def __init__(self, serial: str, key: Path | None = None, timeout: float = 10.0,
+                 reason: str = "no adb server") -> None:
         self.serial = serial
         self.key = key
         self.timeout = timeout
-        host, sep, port = serial.rpartition(":")
-        if sep and port.isdigit():
+        self._adb = None
+        self._usb = not is_tcp_serial(serial)
+        if not self._usb:
             from adb_shell.adb_device import AdbDevice
 
+            host, _, port = serial.rpartition(":")
             self._adb = AdbDevice(_tcp_transport(host, int(port)),
                                   default_transport_timeout_s=timeout)
-            self.description = "adb-shell over TCP (no adb server)"
+            self.description = f"adb-shell over TCP ({reason})"
             return
-        try:
-            from adb_shell.adb_device_usb import AdbDeviceUsb
-        except ImportError:
-            raise AdbError(f"device {serial!r} is a USB serial: reach it through a running adb "
-                           f"server (`adb start-server`; check `adb devices`), or install "
-                           f"adb-shell's USB support (`pip install 'adb-shell[usb]'`), or switch "
-                           f"the phone to TCP (`adb tcpip 5555`, then --device PHONE_IP:5555)."
-                           ) from None
-        self._adb = AdbDeviceUsb(serial=serial, default_transport_timeout_s=timeout)
-        self.description = "adb-shell over USB (no adb server)"
+        if not _usb_supported():
+            raise AdbError(_no_usb_support(serial))
+        self.description = f"adb-shell over USB ({reason})"
 
     def connect(self) -> None:
         from adb_shell.exceptions import DeviceAuthError, TcpTimeoutException
 
         try:
+            if self._usb:
+                self._adb = self._find_usb()
             self._adb.connect(rsa_keys=[load_signer(self.key)], auth_timeout_s=self.timeout,
                               read_timeout_s=self.timeout, transport_timeout_s=self.timeout)
         except (DeviceAuthError, TcpTimeoutException) as exc:
@@ -116,8 +117,28 @@ class AdbShellLink(AdbLink):
         except OSError as exc:
             raise LinkLost(f"cannot reach {self.serial}: {exc}. Is it on the network with adb "
                            f"over TCP enabled (adb tcpip 5555)?") from None
+        except Exception as exc:         # noqa: BLE001 - only USB failures are translated
+            error = usb_connect_error(self.serial, self.key, exc)
+            if error is None:
+                raise
+            raise error from None
+
+    def _find_usb(self):
+        """adb-shell's USB device for our serial, looked up on the bus on every connect: a
+        replugged phone is a new USB device, and the old handle is dead."""
+        from adb_shell.adb_device import AdbDeviceUsb
+        from adb_shell.exceptions import InvalidTransportError
+
+        self.close()
+        self._adb = None
+        try:
+            return AdbDeviceUsb(serial=self.serial, default_transport_timeout_s=self.timeout)
+        except InvalidTransportError:
+            raise AdbError(_no_usb_support(self.serial)) from None
 
     def close(self) -> None:
+        if self._adb is None:
+            return
         try:
             self._adb.close()
         except Exception:               # noqa: BLE001 - closing a broken link must not fail
@@ -143,22 +164,139 @@ class AdbShellLink(AdbLink):
                                           transport_timeout_s=timeout), f"pull {remote}", timeout)
 
     def _call(self, action, what: str, timeout: float):
-        """adb-shell's many failure types -> LinkTimeout / LinkLost."""
+        """adb-shell's many failure types (its TCP and USB transports' and libusb's) ->
+        LinkTimeout / LinkLost."""
         from adb_shell.exceptions import (AdbConnectionError, AdbTimeoutError,
                                           InvalidChecksumError, InvalidCommandError,
                                           InvalidResponseError, TcpTimeoutException)
 
-        if not self._adb.available:
+        if self._adb is None or not self._adb.available:
             raise LinkLost(f"{self.serial}: not connected")
         try:
             return action()
         except (AdbTimeoutError, TcpTimeoutException):
-            raise LinkTimeout(f"{self.serial}: no answer within {timeout:.0f} s to "
-                              f"{what.strip().splitlines()[0][:120]!r}") from None
+            raise self._timed_out(what, timeout) from None
         except (AdbConnectionError, InvalidResponseError, InvalidCommandError,
                 InvalidChecksumError, ConnectionError, OSError) as exc:   # a broken stream too
-            raise LinkLost(f"{self.serial}: connection lost during {what[:80]!r} "
-                           f"({type(exc).__name__}: {exc})") from None
+            raise self._lost(what, exc) from None
+        except Exception as exc:         # noqa: BLE001 - only USB failures are translated
+            kind = usb_failure(exc)
+            if kind is None:
+                raise
+            raise (self._timed_out(what, timeout) if kind == "timeout"
+                   else self._lost(what, exc)) from None
+
+    def _timed_out(self, what: str, timeout: float) -> LinkTimeout:
+        return LinkTimeout(f"{self.serial}: no answer within {timeout:.0f} s to "
+                           f"{what.strip().splitlines()[0][:120]!r}")
+
+    def _lost(self, what: str, exc: BaseException) -> LinkLost:
+        return LinkLost(f"{self.serial}: connection lost during {what[:80]!r} "
+                        f"({describe(exc)})")
+
+
+def is_tcp_serial(serial: str) -> bool:
+    """``HOST:PORT`` (a phone on the network) rather than a USB serial or emulator name."""
+    host, sep, port = serial.rpartition(":")
+    return bool(host and sep and port.isdigit())
+
+
+# -- USB: adb-shell's transport over libusb ---------------------------------------------------
+# adb-shell wraps libusb's failures in its own Usb*Error classes, but not all of them: opening
+# and claiming the device raise libusb's usb1.USBError* unwrapped. usb1 is installed only with
+# adb-shell's USB extra, so its classes are looked up in sys.modules, never imported: an
+# exception of theirs can only exist once adb-shell's USB transport has imported usb1.
+LIBUSB_KINDS = (("USBErrorTimeout", "timeout"), ("USBErrorBusy", "busy"),
+                ("USBErrorAccess", "access"), ("USBErrorNotFound", "not-found"))
+
+
+def usb_failure(exc: BaseException) -> str | None:
+    """What a USB failure means: ``timeout``, ``busy`` (another program, usually an adb
+    server, claimed the phone's interface), ``access`` (no permission to open it),
+    ``not-found``, or ``lost`` (unplugged, I/O or pipe error, closed); None when ``exc`` is not
+    a USB failure."""
+    from adb_shell import exceptions as adb_exceptions
+
+    if isinstance(exc, getattr(adb_exceptions, "UsbDeviceNotFoundError", ())):
+        return "not-found"
+    if isinstance(exc, _usb_wrappers()):  # no libusb error inside: the transport was closed
+        return _libusb_kind(_wrapped_libusb_error(exc)) or "lost"
+    return _libusb_kind(exc)
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message``; for adb-shell's USB errors the message and the libusb error inside
+    (UsbWriteFailedError alone would print its argument tuple)."""
+    text = str(exc)
+    if isinstance(exc, _usb_wrappers()) and exc.args:
+        inner = _wrapped_libusb_error(exc)
+        text = f"{exc.args[0]}: {inner}" if inner is not None else str(exc.args[0])
+    return f"{type(exc).__name__}: {text}"
+
+
+def _usb_wrappers() -> tuple[type, ...]:
+    from adb_shell import exceptions as adb_exceptions
+
+    return tuple(getattr(adb_exceptions, name) for name in
+                 ("UsbReadFailedError", "UsbWriteFailedError") if hasattr(adb_exceptions, name))
+
+
+def _libusb_kind(error: object) -> str | None:
+    usb1 = sys.modules.get("usb1")
+    if usb1 is None or not isinstance(error, getattr(usb1, "USBError", ())):
+        return None
+    return next((kind for name, kind in LIBUSB_KINDS
+                 if isinstance(error, getattr(usb1, name, ()))), "lost")
+
+
+def _wrapped_libusb_error(exc: BaseException) -> object:
+    """adb-shell passes libusb's error as its exceptions' second argument."""
+    inner = getattr(exc, "usb_error", None)
+    return inner if inner is not None else (exc.args[1] if len(exc.args) > 1 else None)
+
+
+def usb_connect_error(serial: str, key: Path | None, exc: BaseException) -> AdbError | None:
+    """A USB failure while opening the link -> an error that says what to do (LinkLost where
+    retrying can help: a phone that was unplugged may come back); None when not USB."""
+    kind = usb_failure(exc)
+    if kind is None:
+        return None
+    detail = f"({describe(exc)})"
+    if kind == "not-found":
+        return LinkLost(
+            f"no USB device with serial {serial} answers adb {detail}: check the cable, that "
+            f"USB debugging is on, and the serial (`adb devices -l` lists the phones adb sees). "
+            f"A running adb server holds the phone's USB interface: use it (--adb-transport "
+            f"server) or stop it (`adb kill-server`).")
+    if kind == "busy":
+        return AdbError(
+            f"{serial}: another program holds the phone's USB interface {detail}, usually an "
+            f"adb server: use it (--adb-transport server) or stop it (`adb kill-server`), then "
+            f"retry.")
+    if kind == "access":
+        return AdbError(
+            f"{serial}: no permission to open the phone's USB device {detail}: install udev "
+            f"rules for Android phones (Debian: `apt install android-sdk-platform-tools-common`) "
+            f"and join the plugdev group, then re-plug the phone; or use a running adb server "
+            f"(--adb-transport server).")
+    if kind == "timeout":                # as over TCP: adbd waits for the user's answer
+        return AdbError(f"{unauthorized_message(serial, key)} (no answer over USB {detail})")
+    return LinkLost(f"cannot reach {serial} over USB {detail}: check the cable and "
+                    f"`adb devices`.")
+
+
+def _usb_supported() -> bool:
+    """adb-shell's USB transport imports (it needs usb1, from adb-shell's USB extra)."""
+    from adb_shell import adb_device
+
+    return getattr(adb_device, "UsbTransport", None) is not None
+
+
+def _no_usb_support(serial: str) -> str:
+    return (f"device {serial!r} is a USB serial: reach it through a running adb server "
+            f"(`adb start-server`; check `adb devices`), or install adb-shell's USB support "
+            f"(`pip install 'adb-shell[usb]'`), or switch the phone to TCP (`adb tcpip 5555`, "
+            f"then --device PHONE_IP:5555).")
 
 
 def _tcp_transport(host: str, port: int):

@@ -76,6 +76,11 @@ def parse_devices(text: str) -> list[ListedDevice]:
     return found
 
 
+def summary(devices: list[ListedDevice]) -> str:
+    """``R58M1234 (device), emulator-5554 (offline)``, or ``no devices``."""
+    return ", ".join(f"{d.serial} ({d.state})" for d in devices) or "no devices"
+
+
 class _Conn:
     """One TCP connection to the server, with one deadline for the whole exchange."""
 
@@ -198,6 +203,45 @@ def _errors(who: str, what: str, timeout: float):
                        f"still running (`adb devices`)?") from None
 
 
+# -- which device -----------------------------------------------------------------------------
+def resolve_serial(serial: str | None) -> tuple[str, str]:
+    """The device to use and how it was chosen, as adb chooses: the serial given, else
+    $ANDROID_SERIAL, else the only device that a running adb server lists as ready (state
+    "device"). AdbError when none or several could be meant."""
+    if serial:
+        return serial, "given"
+    if os.environ.get("ANDROID_SERIAL"):
+        return os.environ["ANDROID_SERIAL"], "from ANDROID_SERIAL"
+    server = AdbServer(*server_address())
+    hint = "pass --device SERIAL (or HOST:PORT), or set ANDROID_SERIAL"
+    if not server.running():
+        raise AdbError(f"no device serial: {hint}. (No adb server answers at "
+                       f"{server.address} to pick the only attached phone from; "
+                       f"`adb start-server` starts one.)")
+    listed = server.devices()
+    ready = [d for d in listed if d.state == "device"]
+    if not ready:
+        seen = f"no ready device ({summary(listed)})" if listed else "no devices"
+        raise AdbError(f"no device serial, and the adb server at {server.address} lists "
+                       f"{seen}: {hint}; `adb devices -l` shows what adb sees.")
+    if len(ready) > 1:
+        raise AdbError(f"more than one device/emulator: the adb server at {server.address} "
+                       f"lists {summary(ready)}; {hint} to pick one.")
+    others = [d for d in listed if d.state != "device"]
+    return ready[0].serial, (f"the only device the adb server at {server.address} lists as "
+                             f"ready" + (f" (also listed: {summary(others)})" if others else ""))
+
+
+def unlisted_usb_error(server: AdbServer, serial: str, listed: list[ListedDevice]) -> AdbError:
+    """A USB serial that a running server does not list: adb-shell would fight the server for
+    the USB devices it holds, so say what the server sees instead."""
+    return AdbError(f"the adb server at {server.address} does not list {serial}; it sees: "
+                    f"{summary(listed)}. While it runs it holds the phones on USB, so check "
+                    f"the serial and the cable with `adb devices -l`; or stop it "
+                    f"(`adb kill-server`) and pass --adb-transport direct to reach the phone "
+                    f"without it.")
+
+
 class ServerLink(AdbLink):
     """A device reached through a running adb server."""
 
@@ -306,11 +350,17 @@ class ServerLink(AdbLink):
             raise AdbError(f"{unauthorized_message(self.serial)} ({where} lists it as "
                            f"unauthorized)")
         if "not found" in why:
-            seen = ", ".join(f"{d.serial} ({d.state})" for d in self.server.devices())
             raise AdbError(f"{where} does not list {self.serial}; it sees: "
-                           f"{seen or 'no devices'}. Check the serial with `adb devices -l`; "
-                           f"for a phone on the network run `adb connect HOST:PORT` or pass "
-                           f"--device HOST:PORT.")
+                           f"{summary(self.server.devices())}. Check the serial with `adb "
+                           f"devices -l`; for a phone on the network run `adb connect "
+                           f"HOST:PORT` or pass --device HOST:PORT.")
+        if "no permissions" in why:
+            raise AdbError(f"{where} lists {self.serial} with no permissions: the server may "
+                           f"not open the phone's USB device ({why}). Install udev rules for "
+                           f"Android phones (Debian: `apt install "
+                           f"android-sdk-platform-tools-common`), join the plugdev group, "
+                           f"re-plug the phone, then restart the server (`adb kill-server; adb "
+                           f"start-server`).")
         if any(word in why for word in ("offline", "connecting", "authorizing")):
             raise LinkLost(f"{self.serial} is {why.removeprefix('device ')} for {where}: "
                            f"check the cable or network, then `adb reconnect`; it may just "

@@ -1,6 +1,8 @@
 """Our adb host-protocol client against Debian's real adb server, which reaches the test device
 over TCP (``adb connect``): version, listing with states, shell, sync, and every error a user
-can meet (unauthorized, unknown serial, full storage, hung command, server or device gone)."""
+can meet (unauthorized, unknown serial, full storage, hung command, server or device gone);
+which transport ``auto`` takes when the server does not list the serial, and which device is
+meant when no serial is given."""
 
 from __future__ import annotations
 
@@ -11,13 +13,23 @@ import time
 import pytest
 
 from devices.adb_testdevice import AdbTestDevice
+from seaformer_deploy.devices.adb import AdbDevice
 from seaformer_deploy.devices.adb_link import (
     AdbError,
     LinkLost,
     LinkTimeout,
     unauthorized_message,
 )
-from seaformer_deploy.devices.adb_server import AdbServer, parse_devices, server_address
+from seaformer_deploy.devices.adb_server import (
+    AdbServer,
+    ListedDevice,
+    ServerLink,
+    parse_devices,
+    resolve_serial,
+    server_address,
+)
+
+USB_SERIAL = "R58M1234XYZ"
 
 
 def wait_for_state(server: AdbServer, serial: str, state: str) -> None:
@@ -166,3 +178,156 @@ def test_server_gone_is_link_lost(link, real_adb):
     with pytest.raises(LinkLost, match="no adb server answers"):
         link.shell("echo hi", timeout=5)
     assert not link.server.running()
+
+
+# -- auto transport: what the running server lists decides --------------------------------
+@pytest.fixture
+def our_server(real_adb, adb_key, monkeypatch) -> AdbServer:
+    """Make our code see the isolated server (as ANDROID_ADB_SERVER_PORT does for adb), with
+    no ANDROID_SERIAL and the session's host key."""
+    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(real_adb.port))
+    monkeypatch.delenv("ANDROID_ADB_SERVER_ADDRESS", raising=False)
+    monkeypatch.delenv("ANDROID_SERIAL", raising=False)
+    monkeypatch.setenv("ANDROID_USER_HOME", str(adb_key[0].parent))
+    return AdbServer("127.0.0.1", real_adb.port, timeout=10)
+
+
+def connect(real_adb, server: AdbServer, serial: str, state: str = "device") -> None:
+    """``adb connect`` (which says "failed to authenticate" to a device that will be listed
+    unauthorized), then wait until the server lists ``serial`` in ``state``."""
+    said = real_adb("connect", serial).stdout
+    assert "connected to" in said or state != "device", said
+    wait_for_state(server, serial, state)
+
+
+def test_auto_refuses_a_usb_serial_the_server_does_not_list(our_server, real_adb,
+                                                            adb_testdevice):
+    """adb-shell would fight the server for the phone's USB interface: say what it lists."""
+    connect(real_adb, our_server, adb_testdevice.serial)
+    with pytest.raises(AdbError) as refused:
+        AdbDevice(USB_SERIAL, timeout=5)
+    assert not isinstance(refused.value, LinkLost)
+    assert str(refused.value) == (
+        f"the adb server at {our_server.address} does not list {USB_SERIAL}; it sees: "
+        f"{adb_testdevice.serial} (device). While it runs it holds the phones on USB, so check "
+        f"the serial and the cable with `adb devices -l`; or stop it (`adb kill-server`) and "
+        f"pass --adb-transport direct to reach the phone without it.")
+
+
+def test_auto_goes_direct_to_an_unlisted_tcp_serial_and_says_why(our_server, adb_testdevice):
+    phone = AdbDevice(adb_testdevice.serial, timeout=5)     # not `adb connect`ed
+    try:
+        assert phone.transport == (f"adb-shell over TCP (no adb server; the server at "
+                                   f"{our_server.address} does not list {adb_testdevice.serial})")
+        assert phone.shell("echo direct").stdout == "direct\n"
+    finally:
+        phone.close()
+
+
+def test_auto_takes_the_server_for_a_listed_serial(our_server, real_adb, adb_testdevice):
+    connect(real_adb, our_server, adb_testdevice.serial)
+    phone = AdbDevice(adb_testdevice.serial, timeout=5)
+    assert phone.transport.startswith(f"adb server {our_server.address} (adb 1.0.")
+    assert phone.shell("echo served").stdout == "served\n"
+
+
+def test_a_listed_serial_not_ready_gives_its_state_message(our_server, real_adb,
+                                                           adb_testdevice):
+    with AdbTestDevice() as stranger:              # trusts no key; nobody taps "Allow"
+        connect(real_adb, our_server, stranger.serial, "unauthorized")
+        with pytest.raises(AdbError) as refused:
+            AdbDevice(stranger.serial, timeout=5)
+        assert str(refused.value).startswith(unauthorized_message(stranger.serial))
+
+
+class ListingServer:
+    """A server whose listing is given (states Debian's adb cannot be made to show here)."""
+
+    address = "127.0.0.1:5037"
+
+    def __init__(self, *listed: ListedDevice) -> None:
+        self.listed = list(listed)
+
+    def devices(self) -> list[ListedDevice]:
+        return self.listed
+
+    def find(self, serial: str) -> ListedDevice | None:
+        return next((d for d in self.listed if d.serial == serial), None)
+
+
+def test_no_permissions_names_udev_rules():
+    state = ("no permissions (missing udev rules? user is in the plugdev group); see "
+             "[http://developer.android.com/tools/device.html]")
+    link = ServerLink(ListingServer(ListedDevice(USB_SERIAL, state)), USB_SERIAL)
+    with pytest.raises(AdbError) as refused:
+        link.connect()
+    message = str(refused.value)
+    assert message.startswith(f"the adb server at 127.0.0.1:5037 lists {USB_SERIAL} with no "
+                              f"permissions: the server may not open the phone's USB device")
+    assert "apt install android-sdk-platform-tools-common" in message
+    assert "plugdev" in message and "`adb kill-server; adb start-server`" in message
+
+
+def test_offline_is_a_lost_link_to_retry():
+    link = ServerLink(ListingServer(ListedDevice(USB_SERIAL, "offline")), USB_SERIAL)
+    with pytest.raises(LinkLost, match="is offline for the adb server .* `adb reconnect`"):
+        link.connect()
+
+
+# -- no serial given: pick the only device, as adb does ----------------------------------
+def test_the_serial_given_wins_then_android_serial(monkeypatch, free_port):
+    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(free_port))       # no server there
+    monkeypatch.setenv("ANDROID_SERIAL", "from-env")
+    assert resolve_serial("R58M1234XYZ") == ("R58M1234XYZ", "given")
+    assert resolve_serial(None) == ("from-env", "from ANDROID_SERIAL")
+    monkeypatch.delenv("ANDROID_SERIAL")
+    with pytest.raises(AdbError) as refused:
+        resolve_serial(None)
+    assert str(refused.value) == (
+        f"no device serial: pass --device SERIAL (or HOST:PORT), or set ANDROID_SERIAL. (No "
+        f"adb server answers at 127.0.0.1:{free_port} to pick the only attached phone from; "
+        f"`adb start-server` starts one.)")
+
+
+def test_the_only_ready_device_is_picked(our_server, real_adb, adb_testdevice):
+    connect(real_adb, our_server, adb_testdevice.serial)
+    with AdbTestDevice() as stranger:              # listed, but unauthorized: not a candidate
+        connect(real_adb, our_server, stranger.serial, "unauthorized")
+        assert resolve_serial(None) == (
+            adb_testdevice.serial,
+            f"the only device the adb server at {our_server.address} lists as ready (also "
+            f"listed: {stranger.serial} (unauthorized))")
+        phone = AdbDevice(timeout=5)
+        assert phone.serial == adb_testdevice.serial
+        assert phone.serial_source.startswith("the only device the adb server")
+        assert phone.shell("echo picked").stdout == "picked\n"
+
+
+def test_more_than_one_device_is_refused_like_adb(our_server, real_adb, adb_testdevice,
+                                                  adb_key):
+    connect(real_adb, our_server, adb_testdevice.serial)
+    with AdbTestDevice(authorized_keys=[adb_key[1]]) as second:
+        connect(real_adb, our_server, second.serial)
+        with pytest.raises(AdbError) as refused:
+            AdbDevice(timeout=5)
+        message = str(refused.value)
+        assert message.startswith(f"more than one device/emulator: the adb server at "
+                                  f"{our_server.address} lists ")
+        assert f"{adb_testdevice.serial} (device)" in message
+        assert f"{second.serial} (device)" in message
+        assert message.endswith("pass --device SERIAL (or HOST:PORT), or set ANDROID_SERIAL "
+                                "to pick one.")
+
+
+def test_no_ready_device_lists_what_the_server_sees(our_server, real_adb):
+    with pytest.raises(AdbError, match=f"the adb server at {our_server.address} lists no "
+                                       f"devices: pass --device SERIAL"):
+        resolve_serial(None)
+    with AdbTestDevice() as stranger:
+        connect(real_adb, our_server, stranger.serial, "unauthorized")
+        with pytest.raises(AdbError) as refused:
+            AdbDevice()
+        assert str(refused.value) == (
+            f"no device serial, and the adb server at {our_server.address} lists no ready "
+            f"device ({stranger.serial} (unauthorized)): pass --device SERIAL (or HOST:PORT), "
+            f"or set ANDROID_SERIAL; `adb devices -l` shows what adb sees.")
