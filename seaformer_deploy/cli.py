@@ -7,7 +7,7 @@ import json
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -52,6 +52,23 @@ RunnerDirOpt = Annotated[Optional[Path], typer.Option(
                      "`seaformer-deploy runner build` on another machine.")]
 
 
+def check_artifacts_options(artifacts: Path, variant: str | None, model: str | None,
+                            input_size: str | None, checkpoint: Path | None) -> None:
+    """With --artifacts, --variant/--model/--input-size must describe that export, and
+    --checkpoint (which only an export uses) is refused rather than ignored."""
+    from .bench.inputs import BenchInputError, check_export_matches
+    from .export import manifest as mf
+    from .models import resolve_name
+
+    if checkpoint is not None:
+        raise BenchInputError("--checkpoint is for the export; with --artifacts the export "
+                              "is already made: drop one of the two.")
+    if variant is None and model is None and input_size is None:
+        return
+    name = resolve_name(variant, model) if (variant or model) else None
+    check_export_matches(mf.read(artifacts), artifacts, name, parse_size(input_size))
+
+
 def _runner_choice(target: str | None, ndk: Path | None, prefix: Path | None,
                    prebuilt: Path | None):
     from .runners.session import RunnerChoice
@@ -63,13 +80,19 @@ def _runner_choice(target: str | None, ndk: Path | None, prefix: Path | None,
 
 
 def user_errors(fn: Callable) -> Callable:
-    """Turn a ``UserError`` into one message on stderr and a non-zero exit, without a traceback."""
+    """Turn a ``UserError`` into one message on stderr and a non-zero exit, without a traceback.
+
+    The message is plain text after a styled prefix, never Rich markup: it carries paths and
+    other user data, and a ``[/x]`` in them must neither crash the print nor vanish from it."""
     @functools.wraps(fn)
     def wrapper(*args: object, **kwargs: object) -> object:
+        from rich.text import Text
+
         try:
             return fn(*args, **kwargs)
         except UserError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(Text.assemble(("error:", "bold red"), " ", str(exc)),
+                              highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
     return wrapper
 
@@ -278,7 +301,9 @@ def bench_cmd(
     models_dir: Annotated[Path, typer.Option(help="Where exports live.")] = Path("models"),
 ) -> None:
     """Measure the whole model and its components on one pinned core; write a report."""
+    from .bench.inputs import check_options
     from .bench.run import BenchOptions, bench
+    from .paths import ensure_writable_folder
     from .bench.thermal import ThermalPolicy
     from .export.pipeline import ExportOptions, export
     from .models import resolve_name
@@ -286,6 +311,20 @@ def bench_cmd(
     from .reports.show import render
     from .runners.plan import Protocol
 
+    protocol = Protocol(warmup_iterations=warmup, warmup_seconds=warmup_seconds,
+                        iterations=iterations, min_seconds=min_seconds, rounds=rounds,
+                        cooldown_seconds=cooldown)
+    opts = BenchOptions(artifacts=artifacts or models_dir, device=device,
+                        formats=_csv(formats), precisions=_csv(precisions), core=core,
+                        protocol=protocol, blocks=blocks, cv_limit=cv_limit,
+                        runner=_runner_choice(runner_target, ndk, executorch_prefix, runner),
+                        transport=adb_transport, runner_timeout=runner_timeout,
+                        wait_seconds=wait, lock_freq=lock_freq, cleanup=cleanup,
+                        thermal=ThermalPolicy(max_celsius=max_temp,
+                                              max_wait_seconds=max_temp_wait,
+                                              pause_seconds=block_pause))
+    check_options(opts)                          # before any export or measurement
+    ensure_writable_folder(out, "--out")
     if artifacts is None:
         name = resolve_name(variant, model)
         result = _run_with_progress(lambda p: export(ExportOptions(
@@ -293,22 +332,22 @@ def bench_cmd(
             out_root=models_dir), p), "exporting")
         artifacts = result.folder
         console.print(f"artifacts: {artifacts}" + (" (cached)" if result.cached else ""),
-                      highlight=False)
-    protocol = Protocol(warmup_iterations=warmup, warmup_seconds=warmup_seconds,
-                        iterations=iterations, min_seconds=min_seconds, rounds=rounds,
-                        cooldown_seconds=cooldown)
-    opts = BenchOptions(artifacts=artifacts, device=device, formats=_csv(formats),
-                        precisions=_csv(precisions), core=core, protocol=protocol,
-                        blocks=blocks, cv_limit=cv_limit,
-                        runner=_runner_choice(runner_target, ndk, executorch_prefix, runner),
-                        transport=adb_transport, runner_timeout=runner_timeout,
-                        wait_seconds=wait, lock_freq=lock_freq, cleanup=cleanup,
-                        thermal=ThermalPolicy(max_celsius=max_temp,
-                                              max_wait_seconds=max_temp_wait,
-                                              pause_seconds=block_pause))
-    run = _run_with_progress(lambda p: bench(opts, p), "benchmarking")
-    report = build_report(run)
-    folder = write_report(report, out)
+                      highlight=False, markup=False)
+        opts = replace(opts, artifacts=artifacts)
+    else:
+        check_artifacts_options(artifacts, variant, model, input_size, checkpoint)
+    written = {}
+
+    def finish(run) -> None:          # inside the device lock: see bench()
+        written["report"] = build_report(run)
+        written["folder"] = write_report(written["report"], out)
+
+    try:
+        run = _run_with_progress(lambda p: bench(opts, p, finish=finish), "benchmarking")
+    except KeyboardInterrupt:
+        err_console.print("interrupted before any measurement: nothing was written")
+        raise typer.Exit(130) from None
+    report, folder = written["report"], written["folder"]
     render(report, console)
     console.print(f"report: [bold]{folder}[/]", highlight=False)
     if run.status == "interrupted":
@@ -386,7 +425,7 @@ def gate_cmd(
     from .gate import baselines as bl
     from .gate.ab import ABOptions, gate_ab, measurements, run_ab
     from .gate.compare import GateError, Selection, compare_reports
-    from .gate.output import markdown, write
+    from .gate.output import check_destinations, markdown, write
     from .gate.verdict import Rule
     from .reports import load_report
 
@@ -394,6 +433,7 @@ def gate_cmd(
         rule = Rule(alpha=alpha, min_effect=min_effect)
     except ValueError as exc:
         raise GateError(f"{exc}; see --alpha and --min-effect.") from None
+    check_destinations(out, json_out)
     pick = lambda text, default: _csv(text) if text else default  # noqa: E731
     extra = None
     if ab:
@@ -428,8 +468,10 @@ def gate_cmd(
         result = compare_reports(load_report(base_path), cand, rule, selection,
                                  (str(base_path), str(candidate)), unstable_is_failure)
     folder = write(result, out, json_out, extra)
-    console.print(markdown(result), highlight=False, markup=False, soft_wrap=True)
-    console.print(f"verdict: {folder / 'verdict.json'}", highlight=False)
+    # Plain text: the table and the path carry artifact names, reasons and user paths.
+    console.print(markdown(result), highlight=False, markup=False, emoji=False, soft_wrap=True)
+    console.print(f"verdict: {folder / 'verdict.json'}", highlight=False, markup=False,
+                  emoji=False, soft_wrap=True)
     raise typer.Exit(result.exit_code)
 
 
@@ -446,13 +488,17 @@ def baseline_update_cmd(
     force: Annotated[bool, typer.Option(help="Accept even if on-device parity failed.")
                      ] = False,
 ) -> None:
-    """Accept a complete report as the baseline for its device fingerprint, model and size."""
+    """Accept a complete report as the baseline for its device fingerprint, model and size.
+
+    A baseline needs at least one measured artifact and no failed or unmeasured one."""
+    from rich.text import Text
+
     from .gate.baselines import update
 
     path, previous = update(report, baselines, force)
     replaced = f" (replaces the run of {previous['created']})" if previous else ""
-    console.print(f"baseline: [bold]{path}[/]{replaced}; commit it to gate against it.",
-                  highlight=False)
+    console.print(Text.assemble("baseline: ", (str(path), "bold"), replaced,
+                                "; commit it to gate against it."), highlight=False)
 
 
 runner_app = typer.Typer(help="The native benchmark runner.", no_args_is_help=True)

@@ -40,6 +40,7 @@ from ..export.parity import THRESHOLDS, compare, failures, worst
 from ..runners.plan import ModelRun, PlannedModel, Protocol, RunResult, read_output
 from ..runners.session import (Runner, RunnerChoice, RunnerDied, Staged, build_runners,
                                check_start, make_dirs, run_plan, stage_files)
+from .inputs import check_options, verify_files
 from .stats import DEFAULT_CV_LIMIT
 from .thermal import ThermalPolicy, cool_down, drift, require_sensor
 
@@ -100,14 +101,15 @@ class BenchRun:
 
 
 def bench(opts: BenchOptions, progress: Progress | None = None,
-          device: Device | None = None) -> BenchRun:
-    """Measure the selected artifacts of ``opts.artifacts`` on ``device``, holding its lock."""
+          device: Device | None = None,
+          finish: Callable[[BenchRun], None] | None = None) -> BenchRun:
+    """Measure the selected artifacts of ``opts.artifacts`` on ``device``, holding its lock;
+    ``finish(run)`` (writing the report) runs before the lock is released, so a waiting bench
+    does not start timing on cores this one still uses."""
     started = time.time()
     folder = Path(opts.artifacts)
-    manifest = mf.load(folder)
-    if manifest is None:
-        raise BenchError(f"{folder} holds no valid export (manifest.json missing or invalid): "
-                         f"run `seaformer-deploy export` first, or pass --variant/--model.")
+    check_options(opts)
+    manifest = mf.read(folder)
     device = device or get_device(opts.device, opts.transport)
     asked = time.monotonic()
     device.acquire_lock(opts.wait_seconds)
@@ -118,6 +120,8 @@ def bench(opts: BenchOptions, progress: Progress | None = None,
             run.events.insert(0, f"waited {waited:.0f} s for another bench to free the device")
         if getattr(device, "serial_source", "given") != "given":
             run.events.insert(0, f"device {device.name}: {device.serial_source}")
+        if finish is not None:
+            finish(run)
         return run
     finally:
         _quietly(device.release_lock)
@@ -132,6 +136,8 @@ def _bench_locked(opts: BenchOptions, progress: Progress | None, device: Device,
     choice = pick_core(device, info, opts.core, profile)
     protocol = replace(opts.protocol, core=choice.core)
     selected = _select(manifest, opts, device)
+    hashes = verify_files(folder, manifest, selected)
+    selected = [{**a, "sha256": hashes[a["path"]]} for a in selected]   # what runs, hashed here
     runners = build_runners({a["format"] for a in selected}, device, info, opts.runner,
                             profile, progress)
     run = BenchRun(manifest, folder, opts, info, choice, protocol, runners, [],

@@ -209,11 +209,19 @@ class AdbDevice(Device):
         return where
 
     def _existing(self, paths: list[str]) -> set[str]:
+        """Of the content-addressed ``paths``, those present on the device with the content
+        their name promises (hashed there, so a damaged cached file is pushed again)."""
         if not paths:
             return set()
         quoted = " ".join(shlex.quote(p) for p in paths)
-        listed = self.shell(f"for f in {quoted}; do [ -f \"$f\" ] && echo \"$f\"; done; true")
-        return set(listed.stdout.splitlines())
+        listed = self.shell(f"for f in {quoted}; do [ -f \"$f\" ] && sha256sum \"$f\"; done; "
+                            f"true")
+        found = set()
+        for line in listed.stdout.splitlines():
+            digest, _, path = line.partition("  ")
+            if path and f"/cas/{digest}/" in path:
+                found.add(path)
+        return found
 
     def free_bytes(self, folder: str = ROOT) -> int | None:
         """Free space under ``folder`` (created when it is our root), from ``df -k``; None if

@@ -30,7 +30,10 @@ class LocalDevice(Device):
         env = dict(os.environ)
         if self.sysfs_root is not None:
             env["SFD_ROOT"] = str(self.sysfs_root)
-        proc = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env,
+        # errors="replace": a runner may print bytes that are not UTF-8 (a corrupted .pte's
+        # name or header); that must not crash the bench.
+        proc = subprocess.run(["sh", "-c", script], capture_output=True, text=True,
+                              errors="replace", env=env,
                               timeout=timeout)
         return CommandResult(proc.returncode, proc.stdout, proc.stderr)
 
@@ -39,7 +42,8 @@ class LocalDevice(Device):
 
     def run(self, argv: list[str], timeout: float | None, cwd: str | None = None,
             env: dict[str, str] | None = None) -> CommandResult:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=cwd,
+        proc = subprocess.run(argv, capture_output=True, text=True, errors="replace",
+                              timeout=timeout, cwd=cwd,
                               env={**os.environ, **env} if env else None)
         return CommandResult(proc.returncode, proc.stdout, proc.stderr)
 

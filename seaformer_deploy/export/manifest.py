@@ -17,6 +17,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from ..errors import UserError
+
 SCHEMA_NAME = "seaformer-deploy/export-manifest"
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -71,17 +73,62 @@ def validate(manifest: dict) -> None:
     jsonschema.validate(manifest, schema())
 
 
+class ManifestError(UserError):
+    """An export folder whose manifest is missing, unreadable, off-schema or unsafe."""
+
+
+def read(folder: Path) -> dict:
+    """The manifest in ``folder``, validated; a ManifestError says what is wrong with it."""
+    import jsonschema
+
+    path = Path(folder) / MANIFEST
+    redo = "re-export it with `seaformer-deploy export` (--force to replace the folder)"
+    if not path.is_file():
+        what = "is not a folder" if not Path(folder).is_dir() else f"has no {MANIFEST}"
+        raise ManifestError(f"{folder} {what}: pass an export folder made by `seaformer-deploy "
+                            f"export`, or run the export first.")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ManifestError(f"{path} is not valid JSON ({exc}); {redo}.") from None
+    try:
+        validate(manifest)
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
+        raise ManifestError(f"{path} does not follow the manifest schema at {where}: "
+                            f"{exc.message}; {redo}.") from None
+    if unsafe := _unsafe_paths(manifest):
+        raise ManifestError(f"{path} names files outside its folder ({', '.join(unsafe[:3])}): "
+                            f"every path must be relative and stay inside the export folder; "
+                            f"{redo}.")
+    return manifest
+
+
 def load(folder: Path) -> dict | None:
     """The manifest in ``folder``, or None if there is none or it is unreadable or invalid."""
-    path = folder / MANIFEST
     try:
-        manifest = json.loads(path.read_text())
-        validate(manifest)
-    except (OSError, ValueError, ImportError):
+        return read(folder)
+    except ManifestError:
         return None
-    except Exception:  # noqa: BLE001 - jsonschema.ValidationError: treat as no manifest
-        return None
-    return manifest
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _unsafe_paths(manifest: dict) -> list[str]:
+    """Paths that are absolute or climb out of the export folder."""
+    paths = [t["path"] for t in manifest["tensors"]]
+    for art in manifest["artifacts"]:
+        paths.append(art["path"])
+        paths += [f["path"] for f in art.get("ort_forms", [])]
+        paths += [io["file"] for io in [*art["inputs"], *art["outputs"]] if "file" in io]
+    return [p for p in paths if not _inside(p)]
+
+
+def _inside(path: str) -> bool:
+    parts = Path(path).parts
+    return bool(parts) and not Path(path).is_absolute() and ".." not in parts and "\\" not in path
 
 
 def write_json(path: Path, payload: dict) -> None:

@@ -1,0 +1,102 @@
+"""What a bench is given, checked before any work: options, and the export's files.
+
+A bench that measures for minutes and only then finds a bad option, a missing tensor or an
+edited artifact wastes the user's time and, worse, may report what did not run. So every
+option is range-checked up front, and every file a selected artifact needs (the artifact, its
+input tensors, its reference outputs) is hashed and compared with the manifest before the
+device is touched; the report then records the hashes computed here, from the files.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from ..errors import UserError
+from ..export import manifest as mf
+
+FORMATS = ("pte", "onnx")
+PRECISIONS = ("fp32", "fp16")
+
+
+class BenchInputError(UserError):
+    pass
+
+
+def check_options(opts) -> None:
+    """Range checks on BenchOptions; each message names the option and what it accepts."""
+    p = opts.protocol
+    counts = {"--iterations": p.iterations, "--rounds": p.rounds, "--blocks": opts.blocks}
+    for name, value in counts.items():
+        if value < 1:
+            raise BenchInputError(f"{name} {value}: must be at least 1.")
+    if p.warmup_iterations < 0:
+        raise BenchInputError(f"--warmup {p.warmup_iterations}: must be 0 or more.")
+    seconds = {"--warmup-seconds": p.warmup_seconds, "--min-seconds": p.min_seconds,
+               "--cooldown": p.cooldown_seconds, "--wait": opts.wait_seconds,
+               "--block-pause": opts.thermal.pause_seconds,
+               "--max-temp-wait": opts.thermal.max_wait_seconds}
+    for name, value in seconds.items():
+        if not math.isfinite(value) or value < 0:
+            raise BenchInputError(f"{name} {value}: must be a finite number of seconds >= 0.")
+    if opts.runner_timeout is not None and not opts.runner_timeout > 0:
+        raise BenchInputError(f"--runner-timeout {opts.runner_timeout}: must be > 0 seconds.")
+    if not 0 < opts.cv_limit < 10:
+        raise BenchInputError(f"--cv-limit {opts.cv_limit}: must be a fraction such as 0.05.")
+    if opts.core is not None and opts.core < 0:
+        raise BenchInputError(f"--core {opts.core}: must be a CPU number (0 or more).")
+    _known("--formats", opts.formats, FORMATS)
+    _known("--precisions", opts.precisions, PRECISIONS)
+
+
+def _known(option: str, values: tuple[str, ...], allowed: tuple[str, ...]) -> None:
+    if not values:
+        raise BenchInputError(f"{option} is empty: pass one or more of {', '.join(allowed)}.")
+    if unknown := [v for v in values if v not in allowed]:
+        raise BenchInputError(f"{option} {','.join(unknown)}: exports hold "
+                              f"{' and '.join(allowed)} artifacts; pass those.")
+
+
+def check_export_matches(manifest: dict, folder: Path, model: str | None,
+                         input_size: tuple[int, int] | None) -> None:
+    """``--variant/--model/--input-size`` given with ``--artifacts`` must describe that export
+    (they are not ignored: a bench of the wrong model would look like the right one)."""
+    have_model = manifest["model"]["name"]
+    have_size = tuple(manifest["input"]["size"])
+    if model is not None and model != have_model:
+        raise BenchInputError(f"--artifacts {folder} holds {have_model}, not {model}: drop "
+                              f"--variant/--model, or pass the export of {model}.")
+    if input_size is not None and tuple(input_size) != have_size:
+        raise BenchInputError(f"--artifacts {folder} was exported at "
+                              f"{have_size[0]}x{have_size[1]}, not "
+                              f"{input_size[0]}x{input_size[1]}: drop --input-size, or pass "
+                              f"that export.")
+
+
+def verify_files(folder: Path, manifest: dict, selected: list[dict]) -> dict[str, str]:
+    """Hash every file the selected artifacts need; path -> sha256 of the file as it is.
+    A missing file or one that differs from the manifest is an error listing them all."""
+    claimed = {t["path"]: t["sha256"] for t in manifest["tensors"]}
+    claimed |= {a["path"]: a["sha256"] for a in selected}
+    needed = [a["path"] for a in selected]
+    needed += [io["file"] for a in selected for io in [*a["inputs"], *a["outputs"]]
+               if "file" in io]
+    hashes, problems = {}, []
+    for path in dict.fromkeys(needed):
+        file = Path(folder) / path
+        if not file.is_file():
+            problems.append(f"{path} is missing")
+            continue
+        hashes[path] = mf.sha256_path(file)
+        if path not in claimed:
+            problems.append(f"{path} is not listed with a sha256 in the manifest")
+        elif hashes[path] != claimed[path]:
+            problems.append(f"{path} differs from the manifest's sha256 "
+                            f"({hashes[path][:12]} != {claimed[path][:12]})")
+    if problems:
+        raise BenchInputError(f"the export in {folder} is not what its manifest describes: "
+                              + "; ".join(problems[:6])
+                              + (f"; and {len(problems) - 6} more" if len(problems) > 6 else "")
+                              + ". Re-export it (`seaformer-deploy export ... --force`); "
+                                "nothing was measured.")
+    return hashes
