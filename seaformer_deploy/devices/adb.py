@@ -147,7 +147,9 @@ class AdbDevice(Device):
         """Kill what this session still runs on the device (a runner left behind by a lost
         connection, a timeout or Ctrl-C). The bracket keeps pkill from matching its own shell."""
         pattern = f"[{self.session[0]}]{self.session[1:]}"
-        self.shell(f"pkill -9 -f {shlex.quote(pattern)}; true", timeout=30)
+        # Not `pkill -9 -f`: toybox's pkill also takes "-9" as a pattern and kills the shell
+        # running it. pgrep + kill mean the same on toybox, busybox and procps.
+        self.shell(f"kill -9 $(pgrep -f {shlex.quote(pattern)}) 2>/dev/null; true", timeout=30)
 
     def choose_core(self, info: DeviceInfo, requested: int | None = None) -> CoreChoice:
         choice = super().choose_core(info, requested)

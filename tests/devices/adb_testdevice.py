@@ -3,10 +3,18 @@
 Both adb-shell's ``AdbDeviceTcp`` and the real ``adb`` client (``adb connect 127.0.0.1:PORT``)
 can talk to it. It speaks the ADB transport protocol (``adbtd_wire``), authenticates hosts
 with RSA keys like adbd (``adbtd_keys``), serves shell v1/v2 and sync (``adbtd_services``)
-and runs commands in a sandbox that looks like a Snapdragon 865 phone (``adbtd_sandbox``).
+and runs commands in a sandbox that behaves like a stock, unrooted Android phone
+(``adbtd_sandbox``): mksh and toybox, uid 2000, no glibc, the kernel's exec rules, aarch64
+programs under qemu, taskset masks really applied. The default phone is a Snapdragon 865
+(``sd865``); ``PROFILES`` (``adbtd_profiles``) names the others.
 
     with AdbTestDevice(authorized_keys=[pub]) as dev:
         AdbDeviceTcp("127.0.0.1", dev.port).connect(rsa_keys=[signer])
+    AdbTestDevice(profile=PROFILES["emulator-x86_64"](), authorized_keys=[pub])
+
+Every shell command is logged (``command_log()``: ``CommandRecord`` with the device text, exit
+status, stderr and output), so a test can check that nothing the product ran failed with
+"not found", "Unknown option" or "Permission denied".
 
 Handshake, as adbd does it: host CNXN(version, maxdata, "host::...") -> the device negotiates
 min(versions) and min(max payloads), then sends AUTH TOKEN (20 random bytes). AUTH SIGNATURE
@@ -18,8 +26,9 @@ Fault hooks live on ``device.faults`` (see ``Faults``).
 
 Known gaps (not needed by our clients): no TLS (STLS) or pairing, no ``delayed_ack`` windows,
 no sendrecv_v2/abb/framebuffer/reverse/forward/tcpip services; PTY shell requests are served
-as raw pipes; device paths are mapped into the sandbox by a lexical prefix rewrite of the
-command text (see ``adbtd_sandbox``), so ``ls /`` shows the host root.
+as raw pipes. How the sandbox still differs from a phone (device paths mapped by a rewrite of
+the command text, so ``ls /`` shows the host root; no SELinux, no bionic, qemu, ...) is listed
+in ``adbtd_sandbox``.
 """
 
 from __future__ import annotations
@@ -39,7 +48,8 @@ from pathlib import Path
 
 from . import adbtd_services as services
 from .adbtd_keys import decode_android_pubkey, same_key, verify_token
-from .adbtd_sandbox import Profile, Sandbox, sd865
+from .adbtd_sandbox import PROFILES, Profile, Sandbox, sd865  # noqa: F401  (PROFILES re-exported)
+from .adbtd_services import CommandRecord
 from .adbtd_streams import Stream
 from .adbtd_wire import (
     A_AUTH,
@@ -309,6 +319,7 @@ class AdbTestDevice:
         self._listener: socket.socket | None = None
         self._connections: list[Connection] = []
         self._procs: set[subprocess.Popen] = set()
+        self._commands: list[CommandRecord] = []
         self._lock = threading.Lock()
         self.port = 0
 
@@ -427,6 +438,16 @@ class AdbTestDevice:
 
     def taskset_calls(self) -> list[str]:
         return self.sandbox.taskset_calls()
+
+    def record_command(self, record: CommandRecord) -> None:
+        with self._lock:
+            self._commands.append(record)
+
+    def command_log(self) -> list[CommandRecord]:
+        """Every shell command run so far, in the order they ended (a hung one when it was
+        started): what the host sent, the exit status, stderr and the output's end."""
+        with self._lock:
+            return list(self._commands)
 
     def spawn(self, command: str, merge_stderr: bool) -> subprocess.Popen:
         free = self.faults.free_bytes

@@ -23,6 +23,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .adbtd_streams import Stream, StreamClosed
@@ -54,18 +55,57 @@ def lookup(service: str) -> Handler | None:
 
 
 # -- shell --------------------------------------------------------------------------------
-class Command:
-    """One device command: its process (or a simulated hang) and its fault rules."""
+LOG_BYTES = 2048          # how much stderr / output a command log record keeps
 
-    def __init__(self, device: AdbTestDevice, text: str, merge_stderr: bool) -> None:
-        self.device = device
+
+@dataclass(frozen=True)
+class CommandRecord:
+    """One shell command the device ran (``AdbTestDevice.command_log()``)."""
+
+    command: str          # the device text, as the host sent it (before the sandbox rewrite)
+    service: str          # "shell" (v1: stdout and stderr merged, as adbd does) or "shell,v2"
+    status: int | None    # exit status, 128+N when killed by signal N; None: hung
+    stderr: str           # v2: the first 2 KB of stderr; v1: "" (stderr is in the output)
+    output: str           # the last 2 KB of what went to the host on stdout (v1: + stderr)
+
+    def text(self) -> str:
+        """Everything the log kept: where to look for error messages."""
+        return self.stderr + self.output
+
+
+class Command:
+    """One device command: its process (or a simulated hang), its fault rules, and what the
+    command log keeps of it (``CommandRecord``)."""
+
+    def __init__(self, device: AdbTestDevice, text: str, service: str) -> None:
+        self.device, self.text, self.service = device, text, service
         self.hung = device.faults.hangs(text)
         self.proc: subprocess.Popen | None = None
-        if not self.hung:
-            self.proc = device.spawn(text or "exec /bin/sh", merge_stderr)
-            rule = device.faults.kill_rule(text)
-            if rule:
-                threading.Thread(target=self._kill_later, args=(rule,), daemon=True).start()
+        self.stderr_head = b""
+        self.output_tail = b""
+        if self.hung:
+            device.record_command(CommandRecord(text, service, None, "", ""))
+            return
+        self.proc = device.spawn(text or "exec /bin/sh", merge_stderr=service != "shell,v2")
+        rule = device.faults.kill_rule(text)
+        if rule:
+            threading.Thread(target=self._kill_later, args=(rule,), daemon=True).start()
+
+    def saw_output(self, data: bytes) -> None:
+        self.output_tail = (self.output_tail + data)[-LOG_BYTES:]
+
+    def saw_stderr(self, data: bytes) -> None:
+        if len(self.stderr_head) < LOG_BYTES:
+            self.stderr_head = (self.stderr_head + data)[:LOG_BYTES]
+
+    def finished(self) -> int:
+        """Wait for the exit, release the pipes, log the command; the exit status."""
+        status = self.exit_status()
+        self.close_pipes()
+        self.device.record_command(CommandRecord(
+            self.text, self.service, status, self.stderr_head.decode("utf-8", "replace"),
+            self.output_tail.decode("utf-8", "replace")))
+        return status
 
     def _kill_later(self, rule) -> None:
         while rule.when is not None and not rule.when():
@@ -127,13 +167,17 @@ def _leaves(root: int) -> list[int]:
     return [pid for pid in family if pid not in parents.values()]
 
 
-def _pump_output(pipe, emit: Callable[[bytes], None], unmap) -> None:
-    """Copy a process pipe to the stream, reversing the sandbox path rewrite."""
+def _pump_output(pipe, emit: Callable[[bytes], None], unmap,
+                 seen: Callable[[bytes], None]) -> None:
+    """Copy a process pipe to the stream, reversing the sandbox path rewrite; ``seen`` gets
+    the same bytes, for the command log."""
     try:
         while chunk := os.read(pipe.fileno(), 65536):
             if out := unmap.feed(chunk):
+                seen(out)
                 emit(out)
         if out := unmap.flush():
+            seen(out)
             emit(out)
     except GONE:
         pass
@@ -154,7 +198,7 @@ def _hang(stream: Stream) -> None:
 
 
 def shell_v1(stream: Stream, device: AdbTestDevice, text: str) -> None:
-    cmd = Command(device, text, merge_stderr=True)
+    cmd = Command(device, text, "shell")
     if cmd.hung:
         return _hang(stream)
 
@@ -164,9 +208,8 @@ def shell_v1(stream: Stream, device: AdbTestDevice, text: str) -> None:
         cmd.hangup()
 
     threading.Thread(target=feed_stdin, daemon=True).start()
-    _pump_output(cmd.proc.stdout, stream.write, device.sandbox.unmapper())
-    cmd.proc.wait()
-    cmd.close_pipes()
+    _pump_output(cmd.proc.stdout, stream.write, device.sandbox.unmapper(), cmd.saw_output)
+    cmd.finished()
 
 
 def _v2_packet(kind: int, data: bytes) -> bytes:
@@ -174,7 +217,7 @@ def _v2_packet(kind: int, data: bytes) -> bytes:
 
 
 def shell_v2(stream: Stream, device: AdbTestDevice, text: str) -> None:
-    cmd = Command(device, text, merge_stderr=False)
+    cmd = Command(device, text, "shell,v2")
     if cmd.hung:
         return _hang(stream)
     limit = stream.conn.max_payload - 5
@@ -187,14 +230,14 @@ def shell_v2(stream: Stream, device: AdbTestDevice, text: str) -> None:
 
     threading.Thread(target=_v2_stdin, args=(stream, cmd), daemon=True).start()
     pumps = [threading.Thread(target=_pump_output, daemon=True,
-                              args=(pipe, emitter(kind), device.sandbox.unmapper()))
-             for pipe, kind in ((cmd.proc.stdout, ID_STDOUT), (cmd.proc.stderr, ID_STDERR))]
+                              args=(pipe, emitter(kind), device.sandbox.unmapper(), seen))
+             for pipe, kind, seen in ((cmd.proc.stdout, ID_STDOUT, cmd.saw_output),
+                                      (cmd.proc.stderr, ID_STDERR, cmd.saw_stderr))]
     for pump in pumps:
         pump.start()
     for pump in pumps:
         pump.join()
-    status = cmd.exit_status()
-    cmd.close_pipes()
+    status = cmd.finished()
     try:
         stream.write(_v2_packet(ID_EXIT, bytes([status & 0xFF])))
     except GONE:
@@ -235,6 +278,12 @@ class SyncFail(Exception):
 
 
 def sync_service(stream: Stream, device: AdbTestDevice) -> None:
+    """adbd runs as the shell user: so do its file operations (this thread only)."""
+    with device.sandbox.as_shell_user():
+        _sync_session(stream, device)
+
+
+def _sync_session(stream: Stream, device: AdbTestDevice) -> None:
     handlers = {ID_STAT: _sync_stat_v1, ID_STA2: _sync_stat_v2, ID_LST2: _sync_stat_v2,
                 ID_LIST: _sync_list, ID_LIS2: _sync_list, ID_SEND: _sync_send,
                 ID_RECV: _sync_recv}

@@ -9,6 +9,7 @@ import os
 import pytest
 from typer.testing import CliRunner
 
+from devices.phone_checks import assert_commands_ran_clean
 from seaformer_deploy.bench.run import BenchOptions, bench
 from seaformer_deploy.cli import app
 from seaformer_deploy.devices import get_device
@@ -178,6 +179,7 @@ def test_bench_over_adb_runs_the_bundled_arm64_runner(adb_testdevice, android_ho
     assert runner["version_output"]["runtime"] == "executorch"
     summary = (folder / "summary.md").read_text()
     assert "android-arm64 for arm64-v8a (glibc (bundled), launch bundled-loader" in summary
+    assert_commands_ran_clean(adb_testdevice)          # every command, under mksh + toybox
     assert any(w.endswith("too few to judge stability)") for w in report["warnings"])   # n = 3
     assert report["components"][0]["sum_over_whole"] > 0.5
     assert any(call.startswith("80 ") for call in adb_testdevice.taskset_calls())  # cpu7 mask
@@ -199,8 +201,9 @@ def test_unbundled_glibc_runner_is_refused_before_timing(adb_testdevice, android
     assert "linux-arm64 runner cannot start on" in message
     assert "ELF interpreter /lib/ld-linux-aarch64.so.1 does not exist there" in message
     assert "Drop --runner-target" in message
-    ran = [c for c in adb_testdevice.command_log() if "seaformer-runner" in c["command"]]
-    assert ran and all("--version" in c["command"] for c in ran)      # never timed
+    ran = [c.command for c in adb_testdevice.command_log()
+           if "taskset" in c.command and "seaformer-runner" in c.command]
+    assert ran and all("--version" in c for c in ran)      # started once, never timed
     assert not [p for p in adb_testdevice.host_path(ROOT).iterdir()
                 if p.name.startswith("run-")]                         # cleaned up
 

@@ -209,8 +209,9 @@ def test_lock_freq_on_an_unrooted_phone_is_refused_without_su(adb_testdevice, ex
 def test_thermal_guard_waits_for_a_cool_cpu_and_flags_drift(adb_testdevice, export_128):
     zone = "/sys/class/thermal/thermal_zone2/temp"          # cpu-1-0-usr
     adb_testdevice.write_file(zone, "71000\n")
-    staged = lambda: bool(list(adb_testdevice.host_path(ROOT).glob("run-*/outputs")))  # noqa: E731
-    when(staged, lambda: (time.sleep(1.5), adb_testdevice.write_file(zone, "40000\n")))
+    def started() -> bool:           # the runner's start check is over: the guard comes next
+        return any("--version" in c.command for c in adb_testdevice.command_log())
+    when(started, lambda: (time.sleep(1.5), adb_testdevice.write_file(zone, "40000\n")))
 
     def heat_and_throttle() -> None:        # while the runner works: hotter, lower cap
         adb_testdevice.write_file(zone, "52000\n")
