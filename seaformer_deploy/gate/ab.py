@@ -29,7 +29,7 @@ from ..runners.plan import PlannedModel, Protocol
 from ..runners.session import (Runner, RunnerChoice, Staged, build_runners, check_start,
                                run_plan, stage_files)
 from .compare import GateError, GateResult, Row, Selection, artifact_order, export_mismatch
-from .stats import paired_shift
+from .stats import latency_problem, paired_shift
 from .verdict import INCOMPARABLE, Rule, decide
 
 SIDES = ("A", "B")                   # baseline, candidate
@@ -50,6 +50,16 @@ class ABOptions:
     warmup_seconds: float = 0.2
     runner: RunnerChoice = RunnerChoice()   # which native runner build (default: the device's)
     wait_seconds: float = 0.0            # wait this long for another bench to free the device
+
+    def __post_init__(self) -> None:
+        """Refuse counts that cannot give a verdict before anything is staged or measured."""
+        for option, value, least in (("--blocks", self.blocks, 1), ("--rounds", self.rounds, 1),
+                                     ("--iterations", self.iterations, 1),
+                                     ("--warmup", self.warmup_iterations, 0),
+                                     ("--wait", self.wait_seconds, 0)):
+            if not value >= least:                    # also refuses NaN
+                raise GateError(f"{option} {value} is below {least}: an A/B run needs at least "
+                                f"{least}.")
 
 
 @dataclass
@@ -85,9 +95,19 @@ class ABRun:
     seconds: float = 0.0
 
 
-def run_ab(opts: ABOptions, progress: Progress | None = None,
-           device: Device | None = None) -> ABRun:
-    started = time.perf_counter()
+@dataclass(frozen=True)
+class ABInputs:
+    """The two export folders, read and checked: what an A/B run measures."""
+
+    folders: dict[str, Path]
+    manifests: dict[str, dict]
+    selected: dict[str, dict]        # artifact path -> its (candidate) manifest entry
+    missing: dict[str, str]          # artifact path -> the side it is missing from
+
+
+def check_inputs(opts: ABOptions) -> ABInputs:
+    """Read both export folders and refuse an unusable pair, before any device is touched (the
+    command line calls it before its progress display, so an error prints alone)."""
     folders = {"A": Path(opts.baseline), "B": Path(opts.candidate)}
     manifests = {side: _load(folder, side) for side, folder in folders.items()}
     problems = export_mismatch(manifests["A"], manifests["B"])
@@ -95,11 +115,18 @@ def run_ab(opts: ABOptions, progress: Progress | None = None,
         raise GateError("the two exports are different workloads, not an A/B pair: "
                         + "; ".join(problems) + ". Export both with the same model and options.")
     selected, missing = _select(manifests, opts.selection)
+    return ABInputs(folders, manifests, selected, missing)
+
+
+def run_ab(opts: ABOptions, progress: Progress | None = None,
+           device: Device | None = None, inputs: ABInputs | None = None) -> ABRun:
+    started = time.perf_counter()
+    inputs = inputs or check_inputs(opts)
     device = device or get_device(opts.device)
     device.acquire_lock(opts.wait_seconds)
     try:
-        return _run_ab_locked(opts, progress, device, folders, manifests, selected, missing,
-                              started)
+        return _run_ab_locked(opts, progress, device, inputs.folders, inputs.manifests,
+                              inputs.selected, inputs.missing, started)
     finally:
         device.release_lock()
         device.close()
@@ -192,6 +219,7 @@ def gate_ab(run: ABRun, rule: Rule, unstable_is_failure: bool = False) -> GateRe
         a, b = sides.pairs()
         if len(a) < 2:
             raise BenchError(f"{path}: fewer than two paired rounds were measured")
+        _check_pairs(path, a, b)
         shift = paired_shift(a, b, rule.confidence)
         verdict, reason = decide(shift, rule)
         rows.append(Row(path, art["unit"], art["format"], art["precision"], verdict, reason,
@@ -203,6 +231,17 @@ def gate_ab(run: ABRun, rule: Rule, unstable_is_failure: bool = False) -> GateRe
     rows.sort(key=lambda row: artifact_order(row.artifact))
     return GateResult("ab", rule, rows, _side(run, "A"), _side(run, "B"),
                       unstable_is_failure=unstable_is_failure)
+
+
+def _check_pairs(path: str, a: np.ndarray, b: np.ndarray) -> None:
+    """Latencies from the runner that the paired test cannot use (NaN, 0, negative) are a
+    broken timer or runner, not a slowdown: say so instead of deciding on them."""
+    for name, values in (("baseline", a), ("candidate", b)):
+        if problem := latency_problem(values):
+            raise BenchError(f"{path}: the {name} side's per-round medians {problem}; the runner "
+                             f"reported latencies no artifact can have. Re-run the A/B; if it "
+                             f"repeats, rebuild the runner (`seaformer-deploy runner build "
+                             f"--force`).")
 
 
 def _side(run: ABRun, side: str) -> dict:

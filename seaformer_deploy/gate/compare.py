@@ -1,10 +1,12 @@
 """Gate two benchmark reports: comparability first, then one verdict per artifact.
 
 Two reports are comparable when the device fingerprint (SoC and model, OS build, core, its type
-and top frequency, governor, runtime versions), the model, its input size and output mode, and
-the thread count agree; an artifact (model or component, format, precision) is compared only
-with the artifact of the same name. Anything else is INCOMPARABLE: a latency from another device
-or another runtime says nothing about a regression.
+and top frequency, governor), the model, its input size and output mode, and the thread count
+agree; an artifact (model or component, format, precision) is compared only with the artifact
+of the same name, and only when the runtime of its format matches (a .pte row needs the same
+ExecuTorch, an .onnx row the same ONNX Runtime: a phone benched with ``--formats pte`` has no
+ONNX Runtime and still gates against a baseline that has both). Anything else is INCOMPARABLE: a
+latency from another device or another runtime says nothing about a regression.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ import numpy as np
 
 from ..errors import UserError
 from ..export import manifest as mf
-from .stats import Shift, unpaired_shift
-from .verdict import INCOMPARABLE, Rule, decide, exit_code
+from .stats import Shift, latency_problem, unpaired_shift
+from .verdict import INCOMPARABLE, UNSTABLE, Rule, decide, exit_code
 
 
 class GateError(UserError):
@@ -82,27 +84,14 @@ def identity(report: dict, source: str) -> dict:
 def compare_reports(baseline: dict, candidate: dict, rule: Rule, selection: Selection,
                     sources: tuple[str, str] = ("baseline", "candidate"),
                     unstable_is_failure: bool = False) -> GateResult:
-    for report, name in zip((baseline, candidate), ("baseline", "candidate"), strict=True):
-        if report["status"] != "complete":
-            raise GateError(f"the {name} report is {report['status']}, not complete: its samples "
-                            f"are partial. Re-run the benchmark.")
+    sides = {"baseline": (baseline, sources[0]), "candidate": (candidate, sources[1])}
+    for name, (report, source) in sides.items():
+        _check_usable(report, name, source)
     mismatch = report_mismatch(baseline, candidate)
     arts_a = {a["path"]: a for a in baseline["artifacts"] if selection.keeps(a)}
     arts_b = {a["path"]: a for a in candidate["artifacts"] if selection.keeps(a)}
-    rows = []
-    for path in sorted(arts_a.keys() | arts_b.keys(), key=artifact_order):
-        a, b = arts_a.get(path), arts_b.get(path)
-        meta = a or b
-        row = Row(path, meta["unit"], meta["format"], meta["precision"], INCOMPARABLE, "")
-        if mismatch:
-            row.reason = mismatch
-        elif a is None or b is None:
-            row.reason = f"not measured in the {'baseline' if a is None else 'candidate'}"
-        else:
-            row.shift = unpaired_shift(np.asarray(a["samples_ms"]), np.asarray(b["samples_ms"]),
-                                       rule.confidence)
-            row.verdict, row.reason = decide(row.shift, rule)
-        rows.append(row)
+    rows = [_row(path, arts_a.get(path), arts_b.get(path), mismatch, baseline, candidate, rule)
+            for path in sorted(arts_a.keys() | arts_b.keys(), key=artifact_order)]
     if not rows:
         raise GateError("no artifact of either report matches --formats/--precisions/--units.")
     result = GateResult("reports", rule, rows, identity(baseline, sources[0]),
@@ -111,17 +100,86 @@ def compare_reports(baseline: dict, candidate: dict, rule: Rule, selection: Sele
     return result
 
 
+def _check_usable(report: dict, name: str, source: str) -> None:
+    """A complete run with at least one artifact, every one with latencies the tests can use."""
+    if report["status"] != "complete":
+        raise GateError(f"the {name} report {source} is {report['status']}, not complete: its "
+                        f"samples are partial. Re-run the benchmark.")
+    if not report["artifacts"]:
+        failed = len(report.get("failures", []))
+        why = (f"all {failed} failed, see its failures" if failed
+               else "its artifacts list is empty, whatever its status says")
+        raise GateError(f"the {name} report {source} measured no artifact ({why}): there is "
+                        f"nothing to gate. Re-run the benchmark.")
+    for i, art in enumerate(report["artifacts"]):
+        if problem := latency_problem(art["samples_ms"]):
+            raise GateError(f"the {name} report {source}: artifacts[{i}].samples_ms "
+                            f"({art['path']}) {problem}; a latency is a finite number of "
+                            f"milliseconds above 0, so the report is damaged. Re-run the "
+                            f"benchmark, or restore the file.")
+
+
+def _row(path: str, a: dict | None, b: dict | None, mismatch: str, baseline: dict,
+         candidate: dict, rule: Rule) -> Row:
+    """One artifact's verdict; INCOMPARABLE (with the reason) unless both sides can be tested."""
+    meta = a or b
+    row = Row(path, meta["unit"], meta["format"], meta["precision"], INCOMPARABLE, "")
+    if mismatch:
+        row.reason = mismatch
+    elif a is None:
+        row.reason = _missing_reason(path, meta["format"], "baseline", baseline, candidate)
+    elif b is None:
+        row.reason = _missing_reason(path, meta["format"], "candidate", candidate, baseline)
+    elif runtimes := runtime_mismatch(baseline, candidate, meta["format"]):
+        row.reason = runtimes
+    elif (n := min(len(a["samples_ms"]), len(b["samples_ms"]))) < 2:
+        # The rank test needs two values per side; with fewer nothing can be decided.
+        row.verdict = UNSTABLE
+        row.reason = (f"{n} iteration(s) per side, fewer than the {rule.min_samples} needed "
+                      f"to decide")
+    else:
+        row.shift = unpaired_shift(np.asarray(a["samples_ms"]), np.asarray(b["samples_ms"]),
+                                   rule.confidence)
+        row.verdict, row.reason = decide(row.shift, rule)
+    return row
+
+
+def _missing_reason(path: str, fmt: str, side: str, lacking: dict, other: dict) -> str:
+    """Why ``lacking`` has no result for ``path``, and what to do about it."""
+    failure = next((f for f in lacking.get("failures", []) if f["path"] == path), None)
+    if failure is not None:
+        return (f"no result in the {side}: the runner {failure['reason']} in block "
+                f"{failure['block']}")
+    if not any(a["format"] == fmt for a in lacking["artifacts"]):
+        both = sorted({a["format"] for a in lacking["artifacts"]}
+                      & {a["format"] for a in other["artifacts"]})
+        hint = f": pass --formats {','.join(both)} to gate what both measured" if both else ""
+        return f"not measured in the {side}, which has no .{fmt} artifact{hint}"
+    return f"not measured in the {side}"
+
+
 def report_mismatch(a: dict, b: dict) -> str:
-    """Why two reports cannot be compared, or '' when they can."""
-    fa, fb = a["device"]["fingerprint"], b["device"]["fingerprint"]
-    problems = [f"device {key}: {fa['fields'].get(key)!r} vs {fb['fields'].get(key)!r}"
-                for key in sorted(fa["fields"].keys() | fb["fields"].keys())
-                if fa["fields"].get(key) != fb["fields"].get(key)]
+    """Why two reports cannot be compared at all, or '' when they can (runtimes are compared
+    per artifact format: see ``runtime_mismatch``)."""
+    fa, fb = a["device"]["fingerprint"]["fields"], b["device"]["fingerprint"]["fields"]
+    problems = [f"device {key}: {fa.get(key)!r} vs {fb.get(key)!r}"
+                for key in sorted(fa.keys() | fb.keys())
+                if key != "runtimes" and fa.get(key) != fb.get(key)]
     ea, eb = a["export"], b["export"]
     problems += export_mismatch(ea, eb)
     if a["protocol"]["threads"] != b["protocol"]["threads"]:
         problems.append(f"threads: {a['protocol']['threads']} vs {b['protocol']['threads']}")
     return "; ".join(problems)
+
+
+def runtime_mismatch(a: dict, b: dict, fmt: str) -> str:
+    """Why ``fmt`` artifacts of the two reports ran on different runtimes, or '' when they did
+    not: only that format's runtime counts, the other runners never touched them."""
+    ra, rb = (r["device"]["fingerprint"]["fields"].get("runtimes") for r in (a, b))
+    if isinstance(ra, dict) and isinstance(rb, dict):
+        x, y = ra.get(fmt), rb.get(fmt)
+        return "" if x == y else f"device runtimes ({fmt}): {x!r} vs {y!r}"
+    return "" if ra == rb else f"device runtimes: {ra!r} vs {rb!r}"
 
 
 def export_mismatch(a: dict, b: dict) -> list[str]:

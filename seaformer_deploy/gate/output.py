@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..export import manifest as mf
-from .compare import GateResult
+from .compare import GateError, GateResult
 from .verdict import EXIT_ERROR, EXIT_PASS, EXIT_REGRESSION, EXIT_UNSTABLE
 
 SCHEMA_NAME = "seaformer-deploy/gate-verdict"
@@ -73,10 +73,34 @@ def document(result: GateResult, extra: dict | None = None) -> dict:
             **(extra or {})}
 
 
+def check_destinations(root: Path, json_path: Path | None) -> None:
+    """Refuse outputs that cannot be written, before anything is read or measured: a verdict
+    lost after a long A/B run helps no one. Creates nothing."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise GateError(f"--out {root} is a file, not a folder: pass a folder for the verdict "
+                        f"folders.")
+    if json_path is not None:
+        json_path = Path(json_path)
+        if json_path.is_dir():
+            raise GateError(f"--json {json_path} is a folder: pass a file name for the "
+                            f"verdict JSON.")
+        if json_path.parent.exists() and not json_path.parent.is_dir():
+            raise GateError(f"--json {json_path}: {json_path.parent} is a file, not a folder.")
+
+
 def write(result: GateResult, root: Path, json_path: Path | None,
           extra: dict | None = None) -> Path:
     """verdict.json and summary.md in a new folder under ``root`` (atomically), a copy of the
     JSON at ``json_path``, and the table appended to $GITHUB_STEP_SUMMARY when it is set."""
+    try:
+        return _write(result, Path(root), json_path, extra)
+    except OSError as exc:
+        raise GateError(f"cannot write the verdict ({exc}): pass --out (and --json) where you "
+                        f"can write.") from None
+
+
+def _write(result: GateResult, root: Path, json_path: Path | None, extra: dict | None) -> Path:
     doc = document(result, extra)
     text = markdown(result)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")

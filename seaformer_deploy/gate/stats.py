@@ -22,9 +22,17 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats as sps
 
+from ..errors import UserError
+
 # Pairwise differences are computed on at most this many order statistics per side: beyond that
 # the interval is limited by the run-to-run noise, not by this thinning, and memory stays small.
 MAX_UNPAIRED = 2000
+
+
+class LatencyError(UserError, ValueError):
+    """Samples the rank tests cannot use. A ValueError for library callers; a UserError so the
+    command line prints it (exit 2) instead of a traceback CI would read as a regression.
+    Callers that know the file and field check with ``latency_problem`` first and say so."""
 
 
 @dataclass(frozen=True)
@@ -51,9 +59,9 @@ def paired_shift(baseline: np.ndarray, candidate: np.ndarray, confidence: float)
     """``baseline[i]`` and ``candidate[i]`` were measured side by side (same round)."""
     a, b = _positive(baseline), _positive(candidate)
     if len(a) != len(b):
-        raise ValueError("paired samples need equal lengths")
+        raise LatencyError("paired samples need equal lengths")
     if len(a) < 2:
-        raise ValueError("at least two pairs are needed")
+        raise LatencyError("at least two pairs are needed")
     d = np.log(b) - np.log(a)
     walsh = np.sort(_walsh_averages(d))
     k = _signed_rank_critical(len(d), (1 - confidence) / 2)
@@ -72,7 +80,7 @@ def unpaired_shift(baseline: np.ndarray, candidate: np.ndarray, confidence: floa
     """Independent samples (two runs)."""
     a, b = _positive(baseline), _positive(candidate)
     if min(len(a), len(b)) < 2:
-        raise ValueError("at least two samples per side are needed")
+        raise LatencyError("at least two samples per side are needed")
     la, lb = np.log(_thin(a)), np.log(_thin(b))
     diffs = np.sort((lb[None, :] - la[:, None]).ravel())
     n, m = len(la), len(lb)
@@ -86,11 +94,29 @@ def unpaired_shift(baseline: np.ndarray, candidate: np.ndarray, confidence: floa
                  float(np.median(b)))
 
 
+def latency_problem(x: object) -> str:
+    """What makes ``x`` unusable as latencies, or '' when nothing does: the tests work on log
+    latencies, so every value must be a finite number above 0 (NaN, inf, 0 and negative values
+    come from a damaged report or a broken timer, never from a slow artifact)."""
+    try:
+        x = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        return "is not a list of numbers"
+    if x.ndim != 1:
+        return f"is a {x.ndim}-D array, not a list of numbers"
+    bad = ~np.isfinite(x) | (x <= 0)
+    if not bad.any():
+        return ""
+    first = int(np.argmax(bad))
+    return (f"holds {int(bad.sum())} value(s) that are not finite numbers above 0 (the first: "
+            f"[{first}] = {float(x[first])!r})")
+
+
 def _positive(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim != 1 or not np.all(np.isfinite(x)) or np.any(x <= 0):
-        raise ValueError("latencies must be a 1-D array of positive finite numbers")
-    return x
+    if problem := latency_problem(x):
+        raise LatencyError(f"latencies must be a 1-D array of positive finite numbers; these "
+                           f"{problem}")
+    return np.asarray(x, dtype=np.float64)
 
 
 def _walsh_averages(d: np.ndarray) -> np.ndarray:

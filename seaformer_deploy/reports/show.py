@@ -1,10 +1,15 @@
-"""``seaformer-deploy report show DIR``: a report rendered in the terminal (rich)."""
+"""``seaformer-deploy report show DIR``: a report rendered in the terminal (rich).
+
+Everything taken from the report goes through ``rich.text.Text``, never through markup: names,
+paths and warnings are data, and a ``[red]`` or ``[/x]`` in them must print as it is.
+"""
 
 from __future__ import annotations
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .build import COMPONENTS
 from .summary import component_rows, latency_rows
@@ -13,24 +18,25 @@ from .summary import component_rows, latency_rows
 def render(report: dict, console: Console) -> None:
     exp, dev = report["export"], report["device"]
     size = "x".join(map(str, exp["input"]["size"]))
-    console.print(f"[bold]{exp['model']['name']} {size}[/] ({exp['output']['mode']}) on "
-                  f"[bold]{dev['name']}[/] cpu{dev['core']['index']} - {report['status']}, "
-                  f"{report['created']}", highlight=False)
-    console.print(f"core choice: {dev['core']['reason']}; fingerprint "
-                  f"{dev['fingerprint']['digest']}", highlight=False)
+    console.print(Text.assemble(
+        (f"{exp['model']['name']} {size}", "bold"), f" ({exp['output']['mode']}) on ",
+        (dev["name"], "bold"), f" cpu{dev['core']['index']} - {report['status']}, "
+                               f"{report['created']}"), highlight=False)
+    console.print(Text(f"core choice: {dev['core']['reason']}; fingerprint "
+                       f"{dev['fingerprint']['digest']}"), highlight=False)
     table = Table(title="latency (ms)", box=box.SIMPLE_HEAD)
     for col in ("artifact", "median", "95% CI", "trimmed", "p90", "p99", "CV", "n",
                 "on core", "parity"):
         table.add_column(col, justify="left" if col == "artifact" else "right", no_wrap=True)
     for row in latency_rows(report):
-        table.add_row(*row)
+        table.add_row(*map(Text, row))
     console.print(table)
     if report["components"]:
         comps = Table(title="components: median ms (share of their sum)", box=box.SIMPLE_HEAD)
         for col in ("", *COMPONENTS, "sum", "whole", "sum/whole"):
             comps.add_column(col, justify="left" if not col else "right", no_wrap=True)
         for row in component_rows(report):
-            comps.add_row(*row)
+            comps.add_row(*map(Text, row))
         console.print(comps)
     for line in report["events"] + report["warnings"]:
-        console.print(f"[yellow]warning:[/] {line}", highlight=False)
+        console.print(Text.assemble(("warning:", "yellow"), " ", line), highlight=False)

@@ -194,3 +194,137 @@ def test_baseline_update_refuses_an_incomplete_run(tmp_path, real_report):
                                       "--baselines", str(tmp_path / "b")])
     assert result.exit_code == 2 and "must be complete" in result.output
     assert not (tmp_path / "b").exists()
+
+
+# --- Bad input gets a clear error (#3, #9) and per-format runtimes (#10) ---------------------
+
+def refused(result) -> str:
+    """The one-line error of a refused command: exit 2, no traceback. Returns the line."""
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit), result.exception    # not a crash
+    assert "Traceback" not in result.output
+    [line] = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    return line
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0, 0.0])
+@pytest.mark.parametrize("side", ["baseline", "candidate"])
+def test_samples_that_are_not_latencies_are_an_error_not_a_regression(tmp_path, real_report,
+                                                                        side, value):
+    """#3: NaN, inf, 0 or negative samples used to crash the statistics (exit 1, "regression")."""
+    bad = with_samples(real_report, 1)
+    bad["artifacts"][1]["samples_ms"][7] = value          # json.dumps writes NaN / Infinity
+    good = with_samples(real_report, 2)
+    base, cand = (bad, good) if side == "baseline" else (good, bad)
+    result, doc = gate(tmp_path, base, cand)
+    line = refused(result)
+    path = bad["artifacts"][1]["path"]
+    assert f"artifacts[1].samples_ms[7] ({path})" in line
+    assert str(tmp_path / ("base" if side == "baseline" else "cand")) in line
+    assert "re-run the benchmark" in line and doc is None
+    assert not (tmp_path / "gate").exists()
+
+
+@pytest.fixture(scope="module")
+def full_report(small_export):
+    """A bench of .pte and .onnx (a desktop run) on the same machine as ``real_report``."""
+    run = bench(BenchOptions(small_export.folder, formats=("pte", "onnx"), precisions=("fp32",),
+                             protocol=QUICK, blocks=1, parity=False))
+    return build_report(run)
+
+
+def test_pte_only_report_gates_against_a_pte_and_onnx_baseline(tmp_path, real_report,
+                                                               full_report):
+    """#10: the fingerprint lists every runner's runtime; a phone bench (only .pte) has no ONNX
+    Runtime, which made every row INCOMPARABLE. A .pte row needs only the .pte runtime."""
+    runtimes = lambda r: r["device"]["fingerprint"]["fields"]["runtimes"]  # noqa: E731
+    assert set(runtimes(full_report)) == {"pte", "onnx"} and set(runtimes(real_report)) == {"pte"}
+    base, cand = with_samples(full_report, 1), with_samples(real_report, 2)
+    result, doc = gate(tmp_path, base, cand, "--formats", "pte")
+    assert result.exit_code == 0, result.output
+    assert set(verdicts(doc).values()) == {"PASS"} and len(doc["rows"]) == 5
+    result, doc = gate(tmp_path, base, cand)           # the .onnx rows: measured on one side
+    assert result.exit_code == 2
+    rows = {r["artifact"]: r for r in doc["rows"]}
+    assert {p: r["verdict"] for p, r in rows.items() if p.endswith(".pte")} == \
+        dict.fromkeys((p for p in rows if p.endswith(".pte")), "PASS")
+    assert rows["model.fp32.onnx"]["verdict"] == "INCOMPARABLE"
+    assert "no .onnx artifact: pass --formats pte" in rows["model.fp32.onnx"]["reason"]
+
+
+def test_pte_rows_still_need_the_same_pte_runtime(tmp_path, real_report, full_report):
+    cand = with_samples(real_report, 2)
+    cand["device"]["fingerprint"]["fields"]["runtimes"]["pte"] = "9.9.9"
+    result, doc = gate(tmp_path, with_samples(full_report, 1), cand, "--formats", "pte")
+    assert result.exit_code == 2 and set(verdicts(doc).values()) == {"INCOMPARABLE"}
+    assert "device runtimes (pte): '" in doc["rows"][0]["reason"] and "'9.9.9'" in \
+        doc["rows"][0]["reason"]
+
+
+def test_pte_only_candidate_finds_the_committed_pte_and_onnx_baseline(tmp_path, real_report,
+                                                                      full_report):
+    root = tmp_path / "baselines"
+    ref = save(with_samples(full_report, 1), tmp_path / "ref")
+    assert CliRunner().invoke(app, ["baseline", "update", ref, "--baselines", str(root)]
+                              ).exit_code == 0
+    assert real_report["device"]["fingerprint"]["digest"] != \
+        full_report["device"]["fingerprint"]["digest"]          # the runtimes differ
+    result, doc = gate(tmp_path, None, with_samples(real_report, 2), "--formats", "pte")
+    assert result.exit_code == 0, result.output
+    assert doc["baseline"]["source"] == str(next(root.glob("*/*_256x256_logits.json")))
+
+
+def test_other_device_is_still_incomparable_for_a_pte_only_candidate(tmp_path, real_report,
+                                                                     full_report):
+    cand = with_samples(real_report, 2)
+    cand["device"]["fingerprint"]["fields"]["core_max_khz"] = 1
+    result, doc = gate(tmp_path, with_samples(full_report, 1), cand, "--formats", "pte")
+    assert result.exit_code == 2 and set(verdicts(doc).values()) == {"INCOMPARABLE"}
+    assert "device core_max_khz" in doc["rows"][0]["reason"]
+    ref = save(with_samples(full_report, 1), tmp_path / "ref")
+    assert CliRunner().invoke(app, ["baseline", "update", ref, "--baselines",
+                                    str(tmp_path / "baselines")]).exit_code == 0
+    result, _ = gate(tmp_path, None, cand, "--formats", "pte")
+    assert "no baseline at" in refused(result)
+
+
+def baseline_update(tmp_path, report: dict):
+    root = tmp_path / "b"
+    result = CliRunner().invoke(app, ["baseline", "update", save(report, tmp_path / "r"),
+                                      "--baselines", str(root)])
+    return result, root
+
+
+def test_baseline_update_refuses_a_report_with_failed_artifacts(tmp_path, real_report):
+    """#9: the runner died on head.fp32.pte, so the report has no result for it."""
+    bad = with_samples(real_report, 1)
+    head = next(a for a in bad["artifacts"] if a["path"] == "head.fp32.pte")
+    bad["artifacts"].remove(head)
+    bad["failures"] = [{"path": head["path"], "unit": "head", "format": "pte",
+                        "precision": "fp32", "block": 0, "reason": "crashed", "runner": "pte",
+                        "returncode": -11, "signal": "SIGSEGV", "stderr_tail": "",
+                        "samples_ms": []}]
+    result, root = baseline_update(tmp_path, bad)
+    line = refused(result)
+    assert "no result for head.fp32.pte (the runner crashed in block 0)" in line
+    assert "at least one measured artifact and no failed or unmeasured one" in line
+    assert not root.exists()
+
+
+def test_baseline_update_refuses_artifacts_the_bench_planned_but_never_measured(tmp_path,
+                                                                              real_report):
+    bad = with_samples(real_report, 1)
+    bad["artifacts"] = [a for a in bad["artifacts"] if a["path"] != "spatial.fp32.pte"]
+    result, root = baseline_update(tmp_path, bad)
+    assert "spatial.fp32.pte (planned in block 0, never measured)" in refused(result)
+    assert not root.exists()
+
+
+def test_baseline_update_refuses_an_interrupted_run_edited_to_complete(tmp_path, real_report):
+    bad = with_samples(real_report, 1)
+    bad["artifacts"], bad["blocks"], bad["components"] = [], [], []
+    assert bad["status"] == "complete"
+    result, root = baseline_update(tmp_path, bad)
+    assert "it measured no artifact" in refused(result) and not root.exists()
+    result, doc = gate(tmp_path, with_samples(real_report, 2), bad)
+    assert "measured no artifact" in refused(result) and doc is None
