@@ -15,6 +15,7 @@ import typer
 from rich import box
 from rich.console import Console
 from rich.table import Column, Table
+from rich.text import Text
 
 from .errors import UserError
 
@@ -128,12 +129,15 @@ def info_cmd(variant: VariantOpt = None, model: ModelOpt = None, input_size: Siz
              num_classes: ClassesOpt = None,
              as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Parameters and MACs per component and in total, with each component's tensor shapes."""
-    from .models import create, get_spec, resolve_name
+    from .models import build_skeleton, create, get_spec, resolve_name
     from .models.complexity import analyze
 
     name = resolve_name(variant, model)
+    size = parse_size(input_size)
+    if size is not None:                 # a bad size fails before the checkpoint is read
+        build_skeleton(name).check_input_size(*size)
     net = create(name, num_classes, checkpoint, trust_checkpoint)
-    height, width = parse_size(input_size) or net.default_input_size
+    height, width = size or net.default_input_size
     cost = analyze(net, height, width)
     paper = get_spec(name).paper
     if as_json:
@@ -216,21 +220,29 @@ def export_cmd(
                      ] = False,
 ) -> None:
     """Export ONNX and ExecuTorch artifacts (FP32/FP16, model and components) with a parity gate."""
-    from .export.pipeline import ExportOptions, ParityError, export
-    from .models import resolve_name
-
-    opts = ExportOptions(
-        model=resolve_name(variant, model), checkpoint=checkpoint,
-        trust_checkpoint=trust_checkpoint, num_classes=num_classes,
-        input_size=parse_size(input_size), formats=_csv(formats), precisions=_csv(precisions),
-        components=components, output=output.strip().lower(), out_root=out,
-        parity_gate=parity_gate, fp32_io=fp32_io, rewrites=rewrites, ort_forms=ort_forms,
-        pte_layout=pte_layout.strip().lower(), seed=seed, extra_work=extra_work, force=force)
     try:
-        result = _run_with_progress(lambda progress: export(opts, progress), "exporting")
-    except ParityError as exc:
-        print_parity(exc.manifest)
-        raise
+        from .export.pipeline import ExportOptions, ParityError, check, export   # seconds
+        from .models import resolve_name
+
+        opts = ExportOptions(
+            model=resolve_name(variant, model), checkpoint=checkpoint,
+            trust_checkpoint=trust_checkpoint, num_classes=num_classes,
+            input_size=parse_size(input_size), formats=tuple(dict.fromkeys(_csv(formats))),
+            precisions=tuple(dict.fromkeys(_csv(precisions))), components=components,
+            output=output.strip().lower(), out_root=out, parity_gate=parity_gate,
+            fp32_io=fp32_io, rewrites=rewrites, ort_forms=ort_forms,
+            pte_layout=pte_layout.strip().lower(), seed=seed, extra_work=extra_work,
+            force=force)
+        check(opts)                  # every option, size and path, before any work
+        try:
+            result = _run_with_progress(lambda progress: export(opts, progress), "exporting")
+        except ParityError as exc:
+            print_parity(exc.manifest)
+            raise
+    except KeyboardInterrupt:
+        # An interrupted export leaves neither its folder nor its staging folder (export()).
+        err_console.print("interrupted: nothing was written", highlight=False, markup=False)
+        raise typer.Exit(130) from None
     manifest = result.manifest
     print_parity(manifest)
     for warning in result.warnings:
@@ -349,7 +361,7 @@ def bench_cmd(
         raise typer.Exit(130) from None
     report, folder = written["report"], written["folder"]
     render(report, console)
-    console.print(f"report: [bold]{folder}[/]", highlight=False)
+    console.print(Text.assemble("report: ", (str(folder), "bold")), highlight=False)
     if run.status == "interrupted":
         raise typer.Exit(130)
     if report["failures"] or any(a["parity"] is not None and not a["parity"]["passed"]
@@ -423,7 +435,7 @@ def gate_cmd(
     """Decide whether a candidate is slower than a baseline: exit 0 pass, 1 regression,
     2 error or incomparable, 3 unstable (see docs/ci.md)."""
     from .gate import baselines as bl
-    from .gate.ab import ABOptions, gate_ab, measurements, run_ab
+    from .gate.ab import ABOptions, check_inputs, gate_ab, measurements, run_ab
     from .gate.compare import GateError, Selection, compare_reports
     from .gate.output import check_destinations, markdown, write
     from .gate.verdict import Rule
@@ -449,8 +461,9 @@ def gate_cmd(
                          blocks, rounds, iterations, warmup,
                          runner=_runner_choice(runner_target, ndk, executorch_prefix, runner),
                          wait_seconds=wait)
+        inputs = check_inputs(opts)             # errors print alone, before the progress bar
         try:
-            run = _run_with_progress(lambda p: run_ab(opts, p), "A/B")
+            run = _run_with_progress(lambda p: run_ab(opts, p, inputs=inputs), "A/B")
         except KeyboardInterrupt:
             err_console.print("interrupted: no verdict (nothing was written)")
             raise typer.Exit(130) from None
@@ -498,7 +511,8 @@ def baseline_update_cmd(
     path, previous = update(report, baselines, force)
     replaced = f" (replaces the run of {previous['created']})" if previous else ""
     console.print(Text.assemble("baseline: ", (str(path), "bold"), replaced,
-                                "; commit it to gate against it."), highlight=False)
+                                "; commit it to gate against it."), highlight=False,
+                  soft_wrap=True)
 
 
 runner_app = typer.Typer(help="The native benchmark runner.", no_args_is_help=True)

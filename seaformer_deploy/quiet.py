@@ -24,7 +24,8 @@ def native_stderr_captured() -> Iterator[None]:
     """Capture what native code writes to file descriptor 2; replay it only if we fail.
 
     ExecuTorch's runtime logs CPU-detection probes (``[cpuinfo_utils.cpp:...]``) straight to
-    fd 2 on first use, which Python-level redirection cannot catch.
+    fd 2 on first use, which Python-level redirection cannot catch. A Ctrl-C is no failure of
+    the runtime: it restores fd 2 and replays nothing, so the interrupt's message stands alone.
     """
     sys.stderr.flush()
     saved = os.dup(2)
@@ -32,7 +33,7 @@ def native_stderr_captured() -> Iterator[None]:
         os.dup2(sink.fileno(), 2)
         try:
             yield
-        except BaseException:
+        except Exception:
             os.dup2(saved, 2)
             sink.seek(0)
             sys.stderr.write(sink.read().decode(errors="replace"))

@@ -38,13 +38,27 @@ MOBILE_OPS = frozenset({
 def export_onnx(unit: Unit, example: Sequence[torch.Tensor]) -> onnx.ModelProto:
     """Trace ``unit`` with static shapes and return a checked, simplified FP32 graph."""
     with _quiet():
-        program = torch.onnx.export(unit.module, tuple(example), dynamo=True, opset_version=OPSET,
-                                    input_names=list(unit.input_names),
+        program = torch.onnx.export(capture(unit.module, example), (), dynamo=True,
+                                    opset_version=OPSET, input_names=list(unit.input_names),
                                     output_names=list(unit.output_names), optimize=True,
                                     external_data=False, verbose=False)
     model = simplify(program.model_proto)
     validate(model, unit.name)
     return model
+
+
+def capture(module: torch.nn.Module, example: Sequence[torch.Tensor]
+            ) -> torch.export.ExportedProgram:
+    """The graph, traced by ``torch.export`` (non-strict) ourselves.
+
+    Given a module, ``torch.onnx.export`` tries one capture strategy after another and takes any
+    failure of one as a reason to try the next. A Ctrl-C that lands in a capture often surfaces
+    as some other exception (cleanup code that fails on the half-done state, a half-imported
+    module), so the exporter carried on with the next strategy: the interrupt was lost and the
+    export could complete. Handing it an ExportedProgram skips that loop, so an interrupt (or
+    any capture failure) propagates, and the graph comes from the strategy that worked anyway.
+    """
+    return torch.export.export(module, tuple(example), strict=False)
 
 
 def simplify(model: onnx.ModelProto) -> onnx.ModelProto:

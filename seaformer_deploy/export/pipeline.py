@@ -8,9 +8,14 @@ is off) every artifact passed.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import os
+import signal
+import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,8 +25,8 @@ import torch
 
 from ..errors import UserError
 from ..models import SegmentationModel, create, get_spec
-from ..models.registry import build_skeleton
-from ..models.checkpoint import sha256_file
+from ..models.registry import build_skeleton, check_num_classes
+from ..models.checkpoint import check_checkpoint_file, sha256_file
 from ..models.complexity import count_params
 from ..models.components import IMAGE
 from . import manifest as mf
@@ -97,12 +102,13 @@ Progress = Callable[[str, int, int], None]
 
 
 def export(opts: ExportOptions, progress: Progress | None = None) -> ExportResult:
-    """Export ``opts.model`` as configured; reuse the previous export when nothing changed."""
-    _check_options(opts)
+    """Export ``opts.model`` as configured; reuse the previous export when nothing changed.
+
+    Bad options, sizes, checkpoint paths and output roots fail before any work. A Ctrl-C stops
+    the export at once and leaves nothing behind: no export folder, no staging folder, and no
+    output root that the export created."""
+    size = check(opts)
     spec = get_spec(opts.model)
-    probe = build_skeleton(spec.name)
-    size = opts.input_size or probe.default_input_size
-    probe.check_input_size(*size)
     images = sample_batch(*size, count=opts.samples)
     folder = opts.folder(size)
     key = mf.cache_key(_identity(opts, size, images))
@@ -112,17 +118,126 @@ def export(opts: ExportOptions, progress: Progress | None = None) -> ExportResul
             if opts.parity_gate and not cached["parity_passed"]:
                 raise ParityError(cached)
             return ExportResult(folder, cached, cached=True)
-    started = time.perf_counter()
-    model, weights = _load(opts, spec.name, images)
-    with mf.StagingDir(folder) as staging:
-        manifest = _export_into(staging.path, model, weights, opts, size, images, key, progress)
-        manifest["export_seconds"] = round(time.perf_counter() - started, 2)
-        mf.validate(manifest)
-        mf.write_json(staging.path / mf.MANIFEST, manifest)
-        if opts.parity_gate and not manifest["parity_passed"]:
-            raise ParityError(manifest)
-        staging.commit()
+    with InterruptGuard() as interrupts, _removed_if_left_empty(opts.out_root):
+        started = time.perf_counter()
+        model, weights = _load(opts, spec.name, images)
+        with mf.StagingDir(folder) as staging:
+            manifest = _export_into(staging.path, model, weights, opts, size, images, key,
+                                    interrupts.checked(progress))
+            manifest["export_seconds"] = round(time.perf_counter() - started, 2)
+            mf.validate(manifest)
+            mf.write_json(staging.path / mf.MANIFEST, manifest)
+            if opts.parity_gate and not manifest["parity_passed"]:
+                raise ParityError(manifest)
+            interrupts.commit(staging)
     return ExportResult(folder, manifest, cached=False, warnings=delegation_warnings(manifest))
+
+
+def check(opts: ExportOptions) -> tuple[int, int]:
+    """Every check that needs no work: the options, the input size (returned), the checkpoint's
+    path and the output root. ``export`` starts with it; the CLI runs it first, too."""
+    _check_options(opts)
+    probe = build_skeleton(get_spec(opts.model).name)
+    size = opts.input_size or probe.default_input_size
+    probe.check_input_size(*size)
+    check_out_root(opts.out_root, opts.folder(size))
+    return size
+
+
+def check_out_root(root: Path, folder: Path) -> None:
+    """Refuse an output root that cannot take the export, without creating anything: a file,
+    a path under a file, a folder that does not take files. Permission bits do not stop root,
+    so writability is tested by creating and removing a file in the nearest existing folder."""
+    if root.exists() and not root.is_dir():
+        raise UserError(f"--out {root} is a file, not a folder: pass a folder for the exports "
+                        f"(it is created if missing), e.g. --out models.")
+    existing = next(p for p in (root, *root.parents) if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        raise UserError(f"--out {root} cannot be created: {existing} is a file, not a folder. "
+                        f"Pass a folder path that does not go through a file.")
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".write-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        what = "cannot be written" if existing == root else f"cannot be created in {existing}"
+        raise UserError(f"--out {root} {what} ({exc.strerror or exc}): pass a folder you can "
+                        f"write to.") from None
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{folder} is a file, where the export folder would go: move it away "
+                        f"or pass another --out.")
+
+
+@contextlib.contextmanager
+def _removed_if_left_empty(root: Path) -> Iterator[None]:
+    """An export that fails or is interrupted removes the output root (and the parents) it
+    created, if they are still empty: nothing was written, so nothing is left."""
+    created = [p for p in (root, *root.parents) if not p.exists()]
+    try:
+        yield
+    except BaseException:
+        for path in created:            # deepest first
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        raise
+
+
+class InterruptGuard:
+    """Makes the first Ctrl-C stop the export, whatever the libraries in between do with it.
+
+    Tracing and lowering code catches exceptions broadly, and a KeyboardInterrupt that lands in
+    it can come out as another exception or not at all (see ``onnx_export.capture``). The guard
+    remembers the interrupt: any exception raised after it, a step that starts after it and the
+    final commit all turn it back into a KeyboardInterrupt. Installed only over the default
+    handler, in the main thread; elsewhere it checks nothing and changes nothing.
+    """
+
+    def __init__(self) -> None:
+        self.interrupted = False
+        self.committed = False          # the export is in place: an interrupt stops nothing
+        self._holding = False           # during the commit: note an interrupt, raise nothing
+        self._previous: object = None
+
+    def __enter__(self) -> InterruptGuard:
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def _on_sigint(self, signum: int, frame: object) -> None:
+        self.interrupted = True
+        if not (self._holding or self.committed):
+            raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.interrupted and not self.committed:
+            raise KeyboardInterrupt
+
+    def checked(self, progress: Progress | None) -> Progress:
+        """``progress``, checking for a lost interrupt at every step."""
+        def report(step: str, done: int, total: int) -> None:
+            self.check()
+            if progress:
+                progress(step, done, total)
+        return report
+
+    def commit(self, staging: mf.StagingDir) -> None:
+        """Swap the staging folder into place, holding back an interrupt meanwhile: one between
+        its two renames would lose the previous export. It comes too late to stop anything,
+        so the export completes."""
+        self.check()
+        self._holding = True
+        try:
+            staging.commit()
+            self.committed = True
+        finally:
+            self._holding = False
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        if self.interrupted and not self.committed and not isinstance(exc, KeyboardInterrupt):
+            raise KeyboardInterrupt from exc    # an interrupt turned into an error, or dropped
 
 
 def _check_options(opts: ExportOptions) -> None:
@@ -134,8 +249,9 @@ def _check_options(opts: ExportOptions) -> None:
                                   (opts.precisions, PRECISIONS, "--precisions")):
         bad = [v for v in values if v not in allowed]
         if bad or not values:
+            got = f"{', '.join(bad)} is not one of them" if bad else "got nothing"
             raise UserError(f"{flag} takes a comma-separated subset of {', '.join(allowed)}; "
-                            f"got {', '.join(values) or 'nothing'}.")
+                            f"{got} (e.g. {flag} {','.join(allowed)}).")
     if opts.pte_layout not in ("nchw", "nhwc"):
         raise UserError(f"--pte-layout takes nchw or nhwc, got {opts.pte_layout!r}.")
     if opts.output not in OUTPUT_MODES:
@@ -144,6 +260,11 @@ def _check_options(opts: ExportOptions) -> None:
         raise UserError(f"--extra-work takes a count >= 0, got {opts.extra_work}.")
     if not 1 <= opts.samples <= len(SAMPLE_NAMES):
         raise UserError(f"--samples takes 1..{len(SAMPLE_NAMES)}, got {opts.samples}.")
+    if not 0 <= opts.seed < 2**63:
+        raise UserError(f"--seed takes an integer from 0 to 2**63 - 1, got {opts.seed}.")
+    check_num_classes(opts.num_classes)
+    if opts.checkpoint is not None:     # its sha256 goes into the cache key: check it first
+        check_checkpoint_file(Path(opts.checkpoint))
 
 
 def _identity(opts: ExportOptions, size: tuple[int, int], images: torch.Tensor) -> dict:

@@ -12,7 +12,8 @@ from ..errors import UserError
 from .base import InputContract, InputSizeError, SegmentationModel, ZooModel
 from .checkpoint import Checkpoint, diff_keys, format_diff, read_checkpoint
 from .components import COMPONENT_NAMES, Component
-from .registry import MODELS, ModelSpec, build, build_skeleton, get_spec, model_names, resolve_name
+from .registry import (MODELS, ModelSpec, build, build_skeleton, check_num_classes, get_spec,
+                       model_names, resolve_name)
 
 __all__ = ["COMPONENT_NAMES", "Checkpoint", "Component", "InputContract", "InputSizeError",
            "MODELS", "ModelSpec", "SegmentationModel", "ZooModel", "create", "get_spec",
@@ -27,6 +28,7 @@ def create(name: str, num_classes: int | None = None, checkpoint: str | Path | N
     the model's default. The loaded checkpoint is kept as ``model.checkpoint`` (path, sha256, meta).
     """
     spec = get_spec(name)
+    check_num_classes(num_classes)          # before a checkpoint is read: a typo fails fast
     ckpt = read_checkpoint(checkpoint, trust_checkpoint) if checkpoint is not None else None
     found = _checkpoint_classes(spec, ckpt)
     if num_classes is not None and found is not None and num_classes != found:

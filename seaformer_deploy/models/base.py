@@ -15,6 +15,11 @@ class InputSizeError(UserError, ValueError):
     """An input size the model cannot run faithfully or export with static shapes."""
 
 
+# Largest height or width: 4K frames fit; beyond, tracing and parity need tens of GB of memory
+# and no phone runs the model anyway.
+MAX_SIDE = 4096
+
+
 @dataclass(frozen=True)
 class InputContract:
     """Which input sizes give a faithful, exportable graph, and why."""
@@ -22,17 +27,24 @@ class InputContract:
     multiple: int
     minimum: int
     reason: str
+    maximum: int = MAX_SIDE
 
     def check(self, model_name: str, height: int, width: int) -> None:
-        bad = [v for v in (height, width) if v < self.minimum or v % self.multiple]
-        if bad:
+        sides = (height, width)
+        if any(v > self.maximum for v in sides):
+            raise InputSizeError(
+                f"{model_name} cannot take a {height}x{width} input: height and width must be "
+                f"at most {self.maximum} (larger inputs need tens of GB to export and no phone "
+                f"runs them). Try {self.nearest(height)}x{self.nearest(width)}.")
+        if any(v < self.minimum or v % self.multiple for v in sides):
             raise InputSizeError(
                 f"{model_name} cannot take a {height}x{width} input: height and width must be "
                 f"multiples of {self.multiple} and at least {self.minimum} ({self.reason}). "
                 f"Try {self.nearest(height)}x{self.nearest(width)}.")
 
     def nearest(self, value: int) -> int:
-        return max(self.minimum, int(round(value / self.multiple)) * self.multiple)
+        top = self.maximum // self.multiple * self.multiple
+        return min(top, max(self.minimum, int(round(value / self.multiple)) * self.multiple))
 
 
 class ZooModel(nn.Module):

@@ -9,10 +9,16 @@ and timm's ``args`` (an ``argparse.Namespace``). Anything else is refused unless
 
 from __future__ import annotations
 
+import _compat_pickle
 import argparse
+import codecs
 import hashlib
+import io
+import itertools
 import pickle
+import pickletools
 import re
+import warnings
 import zipfile
 from collections import defaultdict
 from collections.abc import Mapping
@@ -32,6 +38,13 @@ STATE_DICT_KEYS = ("state_dict_ema", "state_dict", "model")
 
 TRUST_HINT = ("If you trust whoever made this file, re-run with --trust-checkpoint: that unpickles "
               "it with full privileges, so any code stored in it runs as you.")
+GET_A_CHECKPOINT = ("Pass the .pth file that torch.save wrote, e.g. an official SeaFormer or "
+                    "TopFormer checkpoint (mmseg or timm format).")
+# torch.save's legacy (non-zip) format opens with this number, pickled on its own.
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+# Globals whose only use in a pickle is to run something: name them as such in the refusal.
+_CODE_RUNNERS = re.compile(r"^(posix|nt|os|subprocess|pty|runpy|shutil|socket|sys|importlib"
+                           r"|ctypes)\.|^builtins\.(exec|eval|compile|__import__|getattr|open)$")
 
 
 def _numpy_safe_globals() -> list:
@@ -76,37 +89,18 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def _unsafe_globals(path: Path) -> list[str]:
-    """The globals a checkpoint needs beyond the allow-list (read statically, nothing runs)."""
-    try:
-        with torch.serialization.safe_globals(SAFE_GLOBALS):
-            return sorted(set(torch.serialization.get_unsafe_globals_in_checkpoint(str(path))))
-    except Exception:  # noqa: BLE001 - only enriches an error message
-        return []
-
-
-def _torch_load(path: Path, trust: bool) -> object:
-    if trust:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    with torch.serialization.safe_globals(SAFE_GLOBALS):
-        return torch.load(path, map_location="cpu", weights_only=True)
-
-
 def read_checkpoint(path: str | Path, trust: bool = False) -> Checkpoint:
     """Read a checkpoint file; raise ``UserError`` with an actionable message if we cannot."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist (or is not a file). Pass the path of a "
-                        f".pth file, e.g. an official SeaFormer/TopFormer checkpoint.")
+    fmt = check_checkpoint_file(path)
     try:
         obj = _torch_load(path, trust)
     except pickle.UnpicklingError as exc:
-        if "weights only" not in str(exc).lower() and "weights_only" not in str(exc).lower():
-            raise _unreadable(path, exc) from None
-        names = ", ".join(_unsafe_globals(path)) or _first_sentence(exc)
-        raise UserError(
-            f"checkpoint {path} contains Python objects outside the safe allow-list ({names}). "
-            f"Loading them would let the file run code. {TRUST_HINT}") from None
+        raise (_unreadable(path, exc) if trust else _refusal(path, fmt, exc)) from None
+    except (ImportError, AttributeError) as exc:     # --trust-checkpoint: a class we lack
+        raise UserError(f"checkpoint {path} needs Python code that is not installed here to be "
+                        f"unpickled ({_detail(exc)}). Install the package it names, or save "
+                        f"the state dict alone with torch.save where it loads.") from None
     except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError) as exc:
         raise _unreadable(path, exc) from None
     state_dict, source_key = extract_state_dict(obj, path)
@@ -117,15 +111,201 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> Checkpoint:
     return ckpt
 
 
+def check_checkpoint_file(path: Path) -> str:
+    """Refuse a path that cannot hold a checkpoint, from its first bytes alone (nothing is
+    unpickled): missing, a folder, empty, or a file of another kind. Returns its format."""
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.pth*"))[:3]
+        inside = f" (it holds {', '.join(found)})" if found else ""
+        raise UserError(f"checkpoint {path} is a folder{inside}, not a file. {GET_A_CHECKPOINT}")
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist (or is not a file). {GET_A_CHECKPOINT}")
+    if path.stat().st_size == 0:
+        raise UserError(f"checkpoint {path} is empty (0 bytes): the download or copy did not "
+                        f"finish. Download it again and compare its size and sha256 with the "
+                        f"published ones.")
+    return _checkpoint_format(path)
+
+
+def _torch_load(path: Path, trust: bool) -> object:
+    # torch warns about what it meets on the way (TorchScript archives, pickle protocols): our
+    # own messages say what matters, and a warning would only clutter them.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if trust:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# --- What a file is, read statically: nothing in it is unpickled or run. ---
+
+def _checkpoint_format(path: Path) -> str:
+    """``zip`` or ``legacy`` (torch.save's two formats), or ``safetensors`` by name; any other
+    file is refused here, saying what it is instead."""
+    if path.suffix == ".safetensors":
+        return "safetensors"                 # torch.load reads these itself
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if head.startswith(b"PK\x03\x04"):
+        _check_zip_members(path)
+        return "zip"
+    if head.startswith(b"\x80"):             # a pickle: torch.save's legacy format opens so
+        if _opens_with_legacy_magic(path):
+            return "legacy"
+        raise UserError(f"checkpoint {path} is a Python pickle, but not one torch.save wrote "
+                        f"(it lacks PyTorch's header). If it comes from a source you trust, "
+                        f"load it with pickle and save its state dict with torch.save.")
+    raise UserError(f"checkpoint {path} is not a PyTorch checkpoint: it is "
+                    f"{_describe(head)}. {GET_A_CHECKPOINT}")
+
+
+def _check_zip_members(path: Path) -> None:
+    """A zip is a checkpoint only if it holds torch.save's ``data.pkl`` (and is no TorchScript)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return                                # truncated or corrupt: torch.load says which
+    if any(n.endswith("/constants.pkl") for n in names):
+        raise UserError(f"checkpoint {path} is a TorchScript program (torch.jit.save), not a "
+                        f"checkpoint. Load it with torch.jit.load where it was made and save "
+                        f"its state_dict() with torch.save.")
+    if not any(_is_data_pkl(n) for n in names):
+        listed = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "") or "nothing"
+        inner = [n for n in names if n.endswith((".pth", ".pt", ".pth.tar", ".ckpt"))]
+        todo = f"Extract {inner[0]} from it and pass that." if inner else GET_A_CHECKPOINT
+        raise UserError(f"checkpoint {path} is a zip archive but not a PyTorch checkpoint (no "
+                        f"data.pkl; it holds {listed}). {todo}")
+
+
+def _is_data_pkl(name: str) -> bool:
+    return name == "data.pkl" or name.endswith("/data.pkl")
+
+
+def _opens_with_legacy_magic(path: Path) -> bool:
+    """The first pickle is the magic number alone: PROTO, (FRAME,) LONG1, STOP."""
+    with open(path, "rb") as f:
+        try:
+            return any(op.name == "LONG1" and arg == LEGACY_MAGIC
+                       for op, arg, _ in itertools.islice(pickletools.genops(f), 4))
+        except (ValueError, EOFError):
+            return False
+
+
+def _describe(head: bytes) -> str:
+    """A few words on what a file that is not a checkpoint looks like."""
+    start = head.lstrip()[:40].lower()
+    if start.startswith((b"<!doctype html", b"<html")):
+        return ("an HTML page (a failed download? some hosts answer a download link with a "
+                "page: download the file itself)")
+    if start.startswith(b"version https://git-lfs"):
+        return "a Git LFS pointer, not the file it points to (run `git lfs pull`)"
+    if start[:1] in (b"{", b"["):
+        return "a JSON file"
+    try:
+        text = codecs.getincrementaldecoder("utf-8")().decode(head)   # may end mid-character
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and all(c.isprintable() or c in "\t\r\n" for c in text):
+        return "a text file"
+    return f"a file of an unknown format (it starts with bytes {head[:8].hex(' ')})"
+
+
+def _refusal(path: Path, fmt: str, exc: BaseException) -> UserError:
+    """The weights-only load stopped: name the objects the file holds, or say it is damaged."""
+    try:
+        names = sorted(_pickled_globals(path, fmt) - _allowed_globals())
+    except (ValueError, EOFError, StopIteration, zipfile.BadZipFile, OSError) as scan:
+        # torch's complaint about a cut-off pickle names half a global: say what is wrong
+        return _unreadable(path, ValueError(f"its pickle is cut short or garbled: {scan}"))
+    if not names:
+        return _unreadable(path, exc)
+    runners = [n for n in names if _CODE_RUNNERS.search(n)]
+    todo = (f"{', '.join(runners)} can run commands on this machine: the file looks malicious, "
+            f"so do not load it with --trust-checkpoint unless you made it yourself."
+            if runners else TRUST_HINT)
+    return UserError(f"checkpoint {path} holds Python objects outside the safe allow-list: "
+                     f"{', '.join(names)}. Loading them would let the file run code. {todo}")
+
+
+def _pickled_globals(path: Path, fmt: str) -> set[str]:
+    """Every global (``module.name``) the checkpoint's pickle refers to."""
+    if fmt == "zip":
+        with zipfile.ZipFile(path) as archive:
+            data = archive.read(next(n for n in archive.namelist() if _is_data_pkl(n)))
+        return _globals_in_pickle(io.BytesIO(data))
+    with open(path, "rb") as f:
+        for _ in range(3):        # legacy header pickles: magic number, version, system info
+            for _ in pickletools.genops(f):
+                pass
+        return _globals_in_pickle(f)
+
+
+_STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING",
+               "BINSTRING", "SHORT_BINSTRING"}
+_NOT_PUSHING = {"PROTO", "FRAME", "MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT", "STOP"}
+
+
+def _globals_in_pickle(stream: io.IOBase) -> set[str]:
+    """Read the opcodes of one pickle (pickletools; nothing runs). Protocol 2 names a global in
+    its GLOBAL opcode; protocol 4 pushes two strings (perhaps from the memo) for STACK_GLOBAL,
+    so the strings on the stack are tracked just well enough to name it."""
+    found: set[str] = set()
+    pushed: list[object] = []
+    memo: dict[int, object] = {}
+    for op, arg, _ in pickletools.genops(stream):
+        if op.name in ("GLOBAL", "INST"):
+            found.add(_python3_name(*arg.split(" ", 1)))
+        elif op.name == "STACK_GLOBAL" and len(pushed) >= 2:
+            module, name = pushed[-2:]
+            if isinstance(module, str) and isinstance(name, str):
+                found.add(f"{module}.{name}")
+        if op.name == "MEMOIZE":
+            memo[len(memo)] = pushed[-1] if pushed else None
+        elif op.name in ("PUT", "BINPUT", "LONG_BINPUT"):
+            memo[arg] = pushed[-1] if pushed else None
+        elif op.name in ("GET", "BINGET", "LONG_BINGET"):
+            pushed.append(memo.get(arg))
+        elif op.name in _STRING_OPS:
+            pushed.append(arg)
+        elif op.name not in _NOT_PUSHING:
+            pushed.append(None)
+    return found
+
+
+def _python3_name(module: str, name: str) -> str:
+    """Protocol 2 pickles name Python 2 modules (``__builtin__.exec``); unpickling maps them to
+    their Python 3 names, and so does this, as the allow-list is in those."""
+    module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+    return f"{_compat_pickle.IMPORT_MAPPING.get(module, module)}.{name}"
+
+
+def _allowed_globals() -> set[str]:
+    """What the weights-only unpickler accepts: torch's defaults and our allow-list. The same
+    private tables ``torch.serialization.get_unsafe_globals_in_checkpoint`` reads (it only
+    handles zip checkpoints, so it cannot serve the legacy format)."""
+    from torch import _weights_only_unpickler as wou
+
+    with torch.serialization.safe_globals(SAFE_GLOBALS):
+        return set(wou._get_allowed_globals()) | set(wou._get_user_allowed_globals())
+
+
 def _unreadable(path: Path, exc: BaseException) -> UserError:
     size = path.stat().st_size
     return UserError(f"cannot read checkpoint {path} ({size} bytes): the file is truncated, "
-                     f"corrupt or not a PyTorch checkpoint ({_first_sentence(exc)}). Download it "
+                     f"corrupt or not a PyTorch checkpoint ({_detail(exc)}). Download it "
                      f"again and compare its size and sha256 with the published ones.")
 
 
-def _first_sentence(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
+def _detail(exc: BaseException) -> str:
+    """The informative sentence of a torch error, without its boilerplate: the weights-only
+    unpickler's advice paragraphs, terminal escapes and C++ ``[enforce fail at ...]`` tags."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    found = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+    text = found.group(1) if found else text
+    text = re.sub(r"\[enforce fail at [^\]]*\]\s*\.?\s*", "", text).strip()
+    text = text or type(exc).__name__
     return text.splitlines()[0].split(". ")[0].rstrip(".")
 
 

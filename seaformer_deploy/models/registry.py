@@ -122,8 +122,21 @@ def resolve_name(variant: str | None = None, model: str | None = None) -> str:
     return f"seaformer-{variant.lower()}"
 
 
+# ImageNet-21k has 21,841 classes; far beyond that is a typo, and would allocate gigabytes.
+MAX_CLASSES = 100_000
+
+
+def check_num_classes(num_classes: int | None) -> None:
+    """``None`` means the default; anything else must be a usable class count."""
+    if num_classes is not None and not 1 <= num_classes <= MAX_CLASSES:
+        raise UserError(f"--num-classes takes a count from 1 to {MAX_CLASSES:,}, got "
+                        f"{num_classes}. Drop it to use the checkpoint's (or the model's "
+                        f"default: 150 ADE20K classes for segmenters, 1000 for classifiers).")
+
+
 def build(name: str, num_classes: int | None = None) -> ZooModel:
     """A freshly initialised model (no weights loaded), in eval mode."""
+    check_num_classes(num_classes)
     spec = get_spec(name)
     model = spec.build(num_classes or spec.default_classes)
     model.name = spec.name

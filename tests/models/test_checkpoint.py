@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import collections
 import datetime
+import warnings
 
 import numpy as np
 import pytest
@@ -150,3 +151,79 @@ def test_trust_checkpoint_loads_other_globals(tmp_path, weights):
         create("seaformer-t", checkpoint=path)
     model = create("seaformer-t", checkpoint=path, trust_checkpoint=True)
     assert model.checkpoint.meta["date"] == datetime.date(2023, 3, 2)
+
+
+class _Shell:
+    """Unpickling this runs ``os.system``: a shell command that creates ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("legacy,protocol", [(True, 2), (True, 4), (False, 2), (False, 4)],
+                         ids=["legacy", "legacy-protocol-4", "zip", "zip-protocol-4"])
+def test_a_shell_payload_is_named_and_never_runs(tmp_path, weights, legacy, protocol, capfd):
+    marker, path = tmp_path / "pwned", tmp_path / "evil.pth"
+    torch.save({"state_dict": weights, "meta": {"CLASSES": _Shell(marker)}}, path,
+               _use_new_zipfile_serialization=not legacy, pickle_protocol=protocol)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(UserError) as err:
+            read_checkpoint(path)
+    text = str(err.value)
+    assert "holds Python objects outside the safe allow-list: posix.system" in text
+    assert "can run commands" in text and "Weights only load failed" not in text
+    assert not marker.exists()
+    assert not caught, [str(w.message) for w in caught]     # torch warns about protocol 4
+    assert capfd.readouterr().err == ""
+
+
+def test_a_zip_that_is_no_checkpoint_says_so(tmp_path):
+    import zipfile
+
+    path = tmp_path / "weights.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("seaformer/notes.txt", "hello")
+        archive.writestr("seaformer/seaformer_t.pth", b"")
+    with pytest.raises(UserError) as err:
+        read_checkpoint(path)
+    text = str(err.value)
+    assert "is a zip archive but not a PyTorch checkpoint" in text and "( )" not in text
+    assert "Extract seaformer/seaformer_t.pth from it" in text
+
+
+@pytest.mark.parametrize("content,what", [
+    (b'{"state_dict": {}}', "a JSON file"),
+    (b"<!DOCTYPE html><html><body>Sign in</body></html>", "an HTML page"),
+    (b"version https://git-lfs.github.com/spec/v1\noid sha256:00\nsize 1\n", "Git LFS pointer"),
+    (b"\x00\x01\x02garbage", "unknown format"),
+])
+def test_other_files_say_what_they_are(tmp_path, content, what):
+    path = tmp_path / "weights.pth"
+    path.write_bytes(content)
+    with pytest.raises(UserError, match="is not a PyTorch checkpoint: it is") as err:
+        read_checkpoint(path)
+    assert what in str(err.value)
+
+
+def test_empty_and_folder_paths(tmp_path):
+    (tmp_path / "empty.pth").write_bytes(b"")
+    with pytest.raises(UserError, match=r"is empty \(0 bytes\)"):
+        read_checkpoint(tmp_path / "empty.pth")
+    with pytest.raises(UserError, match="is a folder .*empty.pth.*, not a file"):
+        read_checkpoint(tmp_path)
+
+
+def test_truncated_legacy_file_is_called_truncated(tmp_path, weights):
+    good = tmp_path / "legacy.pth"
+    torch.save({"state_dict": weights}, good, _use_new_zipfile_serialization=False)
+    assert read_checkpoint(good).state_dict.keys() == weights.keys()    # the format still loads
+    bad = tmp_path / "cut.pth"
+    bad.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(UserError, match="truncated, corrupt") as err:
+        read_checkpoint(bad)
+    assert "allow-list" not in str(err.value)
