@@ -315,7 +315,7 @@ def bench_cmd(
     """Measure the whole model and its components on one pinned core; write a report."""
     from .bench.inputs import check_options
     from .bench.run import BenchOptions, bench
-    from .paths import ensure_writable_folder
+    from .paths import check_writable_folder
     from .bench.thermal import ThermalPolicy
     from .export.pipeline import ExportOptions, export
     from .models import resolve_name
@@ -336,7 +336,7 @@ def bench_cmd(
                                               max_wait_seconds=max_temp_wait,
                                               pause_seconds=block_pause))
     check_options(opts)                          # before any export or measurement
-    ensure_writable_folder(out, "--out")
+    check_writable_folder(out, "--out")
     if artifacts is None:
         name = resolve_name(variant, model)
         result = _run_with_progress(lambda p: export(ExportOptions(

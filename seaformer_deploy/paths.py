@@ -10,19 +10,23 @@ from pathlib import Path
 from .errors import UserError
 
 
-def ensure_writable_folder(folder: Path, option: str) -> Path:
-    """Create ``folder`` if needed and prove it takes a file (mode bits do not stop root, so
-    a real file is written and removed); a clear error otherwise."""
+def check_writable_folder(folder: Path, option: str) -> None:
+    """Refuse a folder that cannot take files, without creating anything: a file, a path
+    under a file, a folder that does not take files. Permission bits do not stop root, so
+    writability is tested by creating and removing a file in the nearest existing folder."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{option} {folder} is a file, not a folder: pass a folder (it is "
                         f"created if missing).")
+    existing = next(p for p in (folder, *folder.parents) if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        raise UserError(f"{option} {folder} cannot be created: {existing} is a file, not a "
+                        f"folder. Pass a folder path that does not go through a file.")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-check-")
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".write-check-")
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise UserError(f"{option} {folder} cannot be written ({exc.strerror or exc}): pass a "
-                        f"folder you can write to.") from None
-    return folder
+        what = "cannot be written" if existing == folder else f"cannot be created in {existing}"
+        raise UserError(f"{option} {folder} {what} ({exc.strerror or exc}): pass a folder you "
+                        f"can write to.") from None

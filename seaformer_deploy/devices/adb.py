@@ -19,7 +19,6 @@ Every value that enters a device shell command is quoted with ``shlex.quote``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shlex
@@ -29,6 +28,7 @@ import time
 import uuid
 from pathlib import Path
 
+from ..export.manifest import sha256_path
 from .adb_link import AdbError, AdbLink, AdbShellLink, LinkLost, LinkTimeout, key_path
 from .base import CommandResult, Device, DeviceInfo
 from .probe import CoreChoice
@@ -202,7 +202,7 @@ class AdbDevice(Device):
     # -- files -----------------------------------------------------------------------------
 
     def stage(self, files: list[Path]) -> dict[Path, str]:
-        where = {Path(f): f"{ROOT}/cas/{_sha256(Path(f))}/{Path(f).name}" for f in files}
+        where = {Path(f): f"{ROOT}/cas/{sha256_path(Path(f))}/{Path(f).name}" for f in files}
         present = self._existing(list(where.values()))
         missing = {local: remote for local, remote in where.items() if remote not in present}
         self._check_space(sum(local.stat().st_size for local in missing))
@@ -297,11 +297,3 @@ class AdbDevice(Device):
         props = dict(line.split("=", 1) for line in self.shell(script).stdout.splitlines()
                      if "=" in line)
         return {k: v for k, v in props.items() if v}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import os
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from ..paths import check_writable_folder
 from ..models import SegmentationModel, create, get_spec
 from ..models.registry import build_skeleton, check_num_classes
 from ..models.checkpoint import check_checkpoint_file, sha256_file
@@ -145,24 +144,8 @@ def check(opts: ExportOptions) -> tuple[int, int]:
 
 
 def check_out_root(root: Path, folder: Path) -> None:
-    """Refuse an output root that cannot take the export, without creating anything: a file,
-    a path under a file, a folder that does not take files. Permission bits do not stop root,
-    so writability is tested by creating and removing a file in the nearest existing folder."""
-    if root.exists() and not root.is_dir():
-        raise UserError(f"--out {root} is a file, not a folder: pass a folder for the exports "
-                        f"(it is created if missing), e.g. --out models.")
-    existing = next(p for p in (root, *root.parents) if p.exists() or p == p.parent)
-    if not existing.is_dir():
-        raise UserError(f"--out {root} cannot be created: {existing} is a file, not a folder. "
-                        f"Pass a folder path that does not go through a file.")
-    try:
-        fd, probe = tempfile.mkstemp(dir=existing, prefix=".write-check-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        what = "cannot be written" if existing == root else f"cannot be created in {existing}"
-        raise UserError(f"--out {root} {what} ({exc.strerror or exc}): pass a folder you can "
-                        f"write to.") from None
+    """Refuse an output root that cannot take the export, without creating anything."""
+    check_writable_folder(root, "--out")
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{folder} is a file, where the export folder would go: move it away "
                         f"or pass another --out.")

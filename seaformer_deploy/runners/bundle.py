@@ -20,7 +20,6 @@ checked before it is trusted (``load``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
+from ..export.manifest import sha256_path as sha256_file
 
 DESCRIPTION = "runner.json"
 LAUNCHES = ("bundled-loader", "direct")
@@ -58,14 +58,6 @@ class Launch:
 
 def _in_dirs(name: str, dirs: tuple[str, ...]) -> bool:
     return any(name.startswith(d.rstrip("/") + "/") for d in dirs)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # -- reading ELF headers (binutils' readelf reads any architecture's ELF) --------------------
