@@ -77,6 +77,10 @@ def _runner_choice(target: str | None, ndk: Path | None, prefix: Path | None,
     if prebuilt is not None and (target or ndk or prefix):
         raise UserError("--runner names a prebuilt runner folder; --runner-target, --ndk and "
                         "--executorch-prefix build one: pass one or the other.")
+    if prebuilt is not None:
+        from .runners.native import load_prebuilt
+
+        load_prebuilt(prebuilt)             # checked now, not after an export
     return RunnerChoice(target, ndk, prefix, prebuilt)
 
 

@@ -111,6 +111,11 @@ def build_runner(target: str = "host", ndk: Path | None = None,
                         "Android NDK) and --executorch-prefix PATH (ExecuTorch built and "
                         "installed for arm64-v8a); without either, the runner is bundled "
                         "with glibc and needs no NDK.")
+    if target != "android-arm64" and (ndk is not None or (
+            executorch_prefix is not None and target != "linux-arm64")):
+        raise UserError(f"--ndk and --executorch-prefix build the android-arm64 runner "
+                        f"(--executorch-prefix also linux-arm64); the {target} runner takes "
+                        f"neither: drop them or pass --target android-arm64.")
     if target in BUNDLED and ndk is None:
         return _bundled(target, build_runner(BUNDLED[target], force=force, log=log), force)
     return _compiled(target, ndk, executorch_prefix, force, log)
