@@ -119,7 +119,7 @@ def test_block_arithmetic():
 
 def test_missing_export_is_a_clear_error(tmp_path):
     result = CliRunner().invoke(app, ["bench", "--artifacts", str(tmp_path)])
-    assert result.exit_code == 2 and "no valid export" in result.stderr
+    assert result.exit_code == 2 and "has no manifest.json" in result.stderr
 
 
 def test_bench_cli(small_export, tmp_path):
