@@ -603,7 +603,7 @@ def _state_hint(listed: object) -> str:
 
 def _describe_device(serial: str, transport: str, profiles: list) -> dict:
     """Probe one device; a failure becomes the entry's error, so the others still show."""
-    from .bench.run import device_profile, pick_core
+    from .devices import device_profile, pick_core
     from .devices.adb import AdbDevice
 
     try:

@@ -32,11 +32,10 @@ import numpy as np
 from ..devices import Device, DeviceInfo, get_device
 from ..devices.adb_link import LinkLost
 from ..devices.frequency import FrequencyLock
+from ..devices.choice import device_profile, pick_core
 from ..devices.probe import CoreChoice, DeviceState
-from ..devices.profiles import check_profile, load_profiles, match_profile
 from ..errors import UserError
 from ..export import manifest as mf
-from ..export.parity import THRESHOLDS, compare, failures, worst
 from ..runners.plan import ModelRun, PlannedModel, Protocol, RunResult, read_output
 from ..runners.session import (Runner, RunnerChoice, RunnerDied, Staged, build_runners,
                                check_start, make_dirs, run_plan, stage_files)
@@ -167,25 +166,6 @@ def _bench_locked(opts: BenchOptions, progress: Progress | None, device: Device,
         _finish(run, device, lock)
     run.finished = time.time()
     return run
-
-
-def device_profile(info: DeviceInfo, profiles: list | None = None) -> dict | None:
-    """The known-phone profile matching the probe, with the disagreements (None: unknown)."""
-    found = match_profile(info.properties, load_profiles() if profiles is None else profiles)
-    if found is None:
-        return None
-    return {**found.to_dict(), "mismatches": check_profile(found, info)}
-
-
-def pick_core(device: Device, info: DeviceInfo, requested: int | None,
-              profile: dict | None) -> CoreChoice:
-    """--core, else the profile's core when it is online, else the fastest core."""
-    online = {c.index for c in info.topology.cores}
-    by_profile = profile["pin_core"] if profile and profile["pin_core"] in online else None
-    choice = device.choose_core(info, requested if requested is not None else by_profile)
-    if requested is None and by_profile is not None:
-        choice = replace(choice, reason=f"{profile['name']} profile ({profile['file']})")
-    return choice
 
 
 def _run_blocks(run: BenchRun, device: Device, staged: Staged, progress: Progress | None
@@ -347,18 +327,3 @@ def _fetch_outputs(device: Device, measurements: list[Measurement], workdir: str
                 device.fetch(posixpath.join(workdir, record["path"]), local)
                 arrays.append(read_output(record, local))
             m.outputs = arrays
-
-
-def device_parity(art: dict, outputs: list[np.ndarray], folder: Path) -> dict:
-    """Outputs of one on-device run against the export's FP32 references (first sample)."""
-    metrics = {}
-    for tensor, got in zip(art["outputs"], outputs, strict=True):
-        dtype = "int64" if tensor["kind"] == "labels" else "float32"
-        ref = np.fromfile(folder / tensor["file"], dtype=dtype).reshape(tensor["shape"])
-        metrics[tensor["name"]] = compare(ref, got.astype(ref.dtype), tensor["kind"])
-    summary = worst(list(metrics.values()))
-    fails = failures(summary, art["precision"])
-    return {"reference": "PyTorch FP32 eager on the first sample (from the export)",
-            "samples": 1, "outputs": {k: m.to_dict() for k, m in metrics.items()},
-            "worst": summary.to_dict(), "thresholds": THRESHOLDS[art["precision"]],
-            "passed": not fails, "failures": fails}

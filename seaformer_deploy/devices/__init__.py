@@ -6,9 +6,12 @@ import os
 
 from ..errors import UserError
 from .base import CommandResult, Device, DeviceInfo
+from .choice import device_profile, pick_core
+from .fingerprint import device_fingerprint
 from .local import LocalDevice
 
-__all__ = ["CommandResult", "Device", "DeviceInfo", "LocalDevice", "get_device"]
+__all__ = ["CommandResult", "Device", "DeviceInfo", "LocalDevice", "device_fingerprint",
+           "device_profile", "get_device", "pick_core"]
 
 
 def get_device(spec: str | None, transport: str = "auto") -> Device:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -75,3 +76,26 @@ def failures(metrics: Metrics, precision: str) -> list[str]:
     if agreement is not None and not agreement >= limits["label_agreement"]:
         found.append(f"label agreement {agreement:.3f} % < {limits['label_agreement']} %")
     return found
+
+
+def device_parity(art: dict, outputs: list[np.ndarray], folder: Path) -> dict:
+    """Outputs of one on-device run against the export's FP32 references (first sample).
+
+    Args:
+        art: the artifact's manifest entry (its ``outputs`` name the reference files).
+        outputs: what the device returned, in the artifact's output order.
+        folder: the export folder holding the references.
+
+    Returns:
+        The parity record of a report: per-output and worst metrics, thresholds, verdict."""
+    metrics = {}
+    for tensor, got in zip(art["outputs"], outputs, strict=True):
+        dtype = "int64" if tensor["kind"] == "labels" else "float32"
+        ref = np.fromfile(Path(folder) / tensor["file"], dtype=dtype).reshape(tensor["shape"])
+        metrics[tensor["name"]] = compare(ref, got.astype(ref.dtype), tensor["kind"])
+    summary = worst(list(metrics.values()))
+    fails = failures(summary, art["precision"])
+    return {"reference": "PyTorch FP32 eager on the first sample (from the export)",
+            "samples": 1, "outputs": {k: m.to_dict() for k, m in metrics.items()},
+            "worst": summary.to_dict(), "thresholds": THRESHOLDS[art["precision"]],
+            "passed": not fails, "failures": fails}

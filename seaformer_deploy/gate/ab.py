@@ -21,8 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bench.run import BenchError, device_profile
-from ..devices import Device, DeviceInfo, get_device
+from ..devices import Device, DeviceInfo, device_fingerprint, device_profile, get_device
 from ..devices.probe import CoreChoice
 from ..export import manifest as mf
 from ..runners.plan import PlannedModel, Protocol
@@ -218,7 +217,7 @@ def gate_ab(run: ABRun, rule: Rule, unstable_is_failure: bool = False) -> GateRe
         art = sides.artifact
         a, b = sides.pairs()
         if len(a) < 2:
-            raise BenchError(f"{path}: fewer than two paired rounds were measured")
+            raise GateError(f"{path}: fewer than two paired rounds were measured")
         _check_pairs(path, a, b)
         shift = paired_shift(a, b, rule.confidence)
         verdict, reason = decide(shift, rule)
@@ -238,10 +237,10 @@ def _check_pairs(path: str, a: np.ndarray, b: np.ndarray) -> None:
     broken timer or runner, not a slowdown: say so instead of deciding on them."""
     for name, values in (("baseline", a), ("candidate", b)):
         if problem := latency_problem(values):
-            raise BenchError(f"{path}: the {name} side's per-round medians {problem}; the runner "
-                             f"reported latencies no artifact can have. Re-run the A/B; if it "
-                             f"repeats, rebuild the runner (`seaformer-deploy runner build "
-                             f"--force`).")
+            raise GateError(f"{path}: the {name} side's per-round medians {problem}; the runner "
+                            f"reported latencies no artifact can have. Re-run the A/B; if it "
+                            f"repeats, rebuild the runner (`seaformer-deploy runner build "
+                            f"--force`).")
 
 
 def _side(run: ABRun, side: str) -> dict:
@@ -257,8 +256,6 @@ def _side(run: ABRun, side: str) -> dict:
 
 def measurements(run: ABRun) -> dict:
     """The raw material of an A/B verdict, for the verdict file: device, protocol, samples."""
-    from ..reports.build import device_fingerprint
-
     state = run.blocks[0]["state_before"] if run.blocks else {}
     runners = {f: r.identity for f, r in run.runners.items()}
     artifacts = {}

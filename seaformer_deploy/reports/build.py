@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from datetime import datetime, timezone
 
 import numpy as np
 
-from ..bench.run import BenchRun, device_parity
+from ..bench.run import BenchRun, Measurement
 from ..bench.stats import summarize
+from ..devices import device_fingerprint
 from ..export import manifest as mf
+from ..export.parity import device_parity
 
 SCHEMA_NAME = "seaformer-deploy/bench-report"
 SCHEMA_VERSION = 1
@@ -69,7 +69,7 @@ def _protocol(run: BenchRun) -> dict:
             "cooldown_seconds": p.cooldown_seconds}
 
 
-def _artifact(run: BenchRun, m) -> dict:
+def _artifact(run: BenchRun, m: Measurement) -> dict:
     art = m.artifact
     samples = np.concatenate([r.samples_ms for r in m.runs])
     cpus = np.concatenate([r.cpus for r in m.runs])
@@ -117,24 +117,6 @@ def fingerprint(run: BenchRun) -> dict:
     state = run.blocks[0]["state_before"] if run.blocks else {}
     return device_fingerprint(run.info, run.choice.core, state,
                               {f: r.identity for f, r in run.runners.items()})
-
-
-def device_fingerprint(info, core_index: int, state: dict, runners: dict[str, dict]) -> dict:
-    """SoC and device model, OS build, the pinned core (type, top frequency, governor) and the
-    runtime versions, with a short digest of them all."""
-    topo = info.topology
-    core = topo.core(core_index)
-    fields = {
-        "kind": info.kind, "cpu_model": topo.cpu_model,
-        "device_model": info.properties.get("model"),
-        "os": info.properties.get("os_build") or info.properties.get("os"),
-        "core": core_index, "core_type": core.core_type if core else None,
-        "core_max_khz": core.max_khz if core else None,
-        "governor": (state.get("governors") or {}).get(str(core_index)),
-        "runtimes": {f: r.get("runtime_version") for f, r in runners.items()},
-    }
-    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
-    return {"fields": fields, "digest": digest}
 
 
 def _warnings(run: BenchRun, artifacts: list[dict]) -> list[str]:

@@ -11,7 +11,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from seaformer_deploy.bench.run import BenchError
 from seaformer_deploy.errors import UserError
 from seaformer_deploy.gate.ab import ABOptions, Sides, gate_ab
 from seaformer_deploy.gate.compare import GateError, Selection, compare_reports
@@ -79,7 +78,7 @@ def test_ab_refuses_latencies_a_runner_cannot_measure(value):
     good = np.linspace(2.0, 2.2, 12)
     bad = good.copy()
     bad[5] = value
-    with pytest.raises(BenchError) as caught:
+    with pytest.raises(GateError) as caught:
         gate_ab(ab_run(good, bad), Rule())
     assert "model.fp32.pte: the candidate side's per-round medians" in str(caught.value)
     assert "runner build --force" in str(caught.value)

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from seaformer_deploy.bench.run import device_parity
+from seaformer_deploy.export.parity import device_parity
 from seaformer_deploy.runners.native import CROSS_CXX, build_runner
 from seaformer_deploy.runners.plan import (PlannedModel, Protocol, load_result, plan_text,
                                            read_output)

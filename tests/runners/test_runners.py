@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from seaformer_deploy.bench.run import device_parity
 from seaformer_deploy.devices import LocalDevice
+from seaformer_deploy.export.parity import device_parity
 from seaformer_deploy.runners.native import build_runner
 from seaformer_deploy.runners.plan import (PlannedModel, Protocol, load_result, plan_text,
                                            read_output)
