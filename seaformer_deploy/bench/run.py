@@ -31,8 +31,8 @@ import numpy as np
 
 from ..devices import Device, DeviceInfo, get_device
 from ..devices.adb_link import LinkLost
-from ..devices.frequency import FrequencyLock
 from ..devices.choice import device_profile, pick_core
+from ..devices.frequency import FrequencyLock
 from ..devices.probe import CoreChoice, DeviceState
 from ..errors import UserError
 from ..export import manifest as mf
