@@ -52,7 +52,9 @@ def test_components_add_up(report):
         assert sum(shares) == pytest.approx(1.0)
         assert row["sum_over_whole"] == pytest.approx(row["sum_median_ms"]
                                                       / row["whole_median_ms"])
-        assert 0.5 < row["sum_over_whole"] < 2.0
+        # Only a sanity bound: the ratio itself is timing, which a loaded machine moves (the
+        # brief keeps speed targets in benchmarks, not in timed unit tests).
+        assert 0.0 < row["sum_over_whole"] < 20.0
     assert report["paper"]["shares"]["stem"] == 0.49          # Fig. 10 beside ours (T)
 
 
