@@ -32,7 +32,7 @@ FIELDS = {"name", "match", "soc", "board", "abi", "clusters", "pin_core", "runne
 # arch/arm64/include/asm/cputype.h: QCOM_CPU_PART_KRYO_4XX_GOLD / _SILVER); they are built on
 # Cortex-A76 and Cortex-A55, which is what profiles name.
 PART_ALIASES = {"0x804": "Cortex-A76", "0x805": "Cortex-A55"}
-# The repository's devices/ inside a wheel (pyproject.toml / setup.py map it there).
+# The repository's devices/ inside a wheel (setup.py maps it there).
 SHIPPED_PACKAGE = "seaformer_deploy.profiles"
 
 
@@ -73,8 +73,8 @@ def profiles_folder() -> Path | None:
     """The folder of the profiles that ship with the package, None if there is none.
 
     Imported from a source tree (``pip install -e .``, or the checkout on ``PYTHONPATH``):
-    that tree's ``devices/``, checked first because an editable install made before the
-    mapping existed, or made from another checkout, maps the package elsewhere or nowhere.
+    that tree's ``devices/``. It comes first: an editable install made before the mapping
+    existed maps the package nowhere, one made from another checkout maps it there.
     Installed from a wheel: the package ``seaformer_deploy.profiles`` the build mapped it to."""
     root = Path(__file__).resolve().parents[2]
     if (root / "pyproject.toml").is_file() and _holds_profiles(root / "devices"):
