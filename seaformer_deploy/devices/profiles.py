@@ -1,5 +1,10 @@
 """Device profiles: what a known phone should look like (``devices/*.toml``, see its README).
 
+The profiles come from two places, a user's file replacing a shipped one of the same file name:
+the ones that ship with the package (the repository's ``devices/``, mapped into the wheel as the
+package ``seaformer_deploy.profiles``) and the user's folder,
+``$XDG_CONFIG_HOME/seaformer-deploy/devices`` (default ``~/.config/seaformer-deploy/devices``).
+
 A profile names the phone, the properties that identify it, its SoC and CPU clusters, the core
 to pin and the runner build it needs. ``check_profile`` compares it with a probe, so a phone in
 a power-saving mode, with cores offline or capped, or simply not the phone we think, is noticed
@@ -8,8 +13,10 @@ before its numbers are trusted.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 from pathlib import Path
 
 from ..errors import UserError
@@ -25,6 +32,8 @@ FIELDS = {"name", "match", "soc", "board", "abi", "clusters", "pin_core", "runne
 # arch/arm64/include/asm/cputype.h: QCOM_CPU_PART_KRYO_4XX_GOLD / _SILVER); they are built on
 # Cortex-A76 and Cortex-A55, which is what profiles name.
 PART_ALIASES = {"0x804": "Cortex-A76", "0x805": "Cortex-A55"}
+# The repository's devices/ inside a wheel (setup.py maps it there).
+SHIPPED_PACKAGE = "seaformer_deploy.profiles"
 
 
 class ProfileError(UserError):
@@ -61,23 +70,56 @@ class Profile:
 
 
 def profiles_folder() -> Path | None:
-    """The repository's ``devices/`` (next to the package, as ``pip install -e .`` leaves it),
-    else ``./devices`` when run from a checkout; None when neither exists."""
-    for folder in (Path(__file__).resolve().parents[2] / "devices", Path.cwd() / "devices"):
-        if folder.is_dir() and any(folder.glob("*.toml")):
-            return folder
+    """The folder of the profiles that ship with the package, None if there is none.
+
+    Imported from a source tree (``pip install -e .``, or the checkout on ``PYTHONPATH``):
+    that tree's ``devices/``. It comes first: an editable install made before the mapping
+    existed maps the package nowhere, one made from another checkout maps it there.
+    Installed from a wheel: the package ``seaformer_deploy.profiles`` the build mapped it to."""
+    root = Path(__file__).resolve().parents[2]
+    if (root / "pyproject.toml").is_file() and _holds_profiles(root / "devices"):
+        return root / "devices"
+    spec = find_spec(SHIPPED_PACKAGE)
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        if _holds_profiles(Path(location)):
+            return Path(location)
     return None
 
 
+def user_profiles_folder() -> Path:
+    """``$XDG_CONFIG_HOME/seaformer-deploy/devices``; ``~/.config`` when the variable is unset
+    or not absolute (as the XDG base directory spec says)."""
+    base = os.environ.get("XDG_CONFIG_HOME", "")
+    config = Path(base) if os.path.isabs(base) else Path.home() / ".config"
+    return config / "seaformer-deploy" / "devices"
+
+
+def _holds_profiles(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.glob("*.toml"))
+
+
 def load_profiles(folder: Path | None = None) -> list[Profile]:
-    """Every ``*.toml`` in ``folder`` (default: ``profiles_folder()``), sorted by file name."""
-    folder = Path(folder) if folder is not None else profiles_folder()
-    if folder is None:
-        return []
-    if not folder.is_dir():
-        raise ProfileError(f"device profiles folder {folder} does not exist; pass the folder "
-                           f"that holds the *.toml profiles (the repository's devices/).")
-    return [load_profile(path) for path in sorted(folder.glob("*.toml"))]
+    """Every ``*.toml`` in ``folder``, sorted by file name. Without a folder: the shipped
+    profiles and the user's (``user_profiles_folder()``), a user's file replacing the shipped
+    one of the same file name."""
+    if folder is not None:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise ProfileError(f"device profiles folder {folder} does not exist; pass the "
+                               f"folder that holds the *.toml profiles (such as the "
+                               f"repository's devices/).")
+        return [load_profile(path) for path in _toml_files(folder)]
+    files = {path.name: path for path in _toml_files(profiles_folder())}
+    user = user_profiles_folder()
+    if user.exists() and not user.is_dir():
+        raise ProfileError(f"{user} is not a folder; it should hold your own device profiles "
+                           f"(*.toml). Remove or rename the file.")
+    files |= {path.name: path for path in _toml_files(user)}
+    return [load_profile(files[name]) for name in sorted(files)]
+
+
+def _toml_files(folder: Path | None) -> list[Path]:
+    return sorted(folder.glob("*.toml")) if folder is not None and folder.is_dir() else []
 
 
 def load_profile(path: Path) -> Profile:

@@ -12,9 +12,11 @@ Targets (each yields a folder with ``runner.json``, see ``bundle.py``):
                   ExecuTorch built for Android (bionic, started directly).
   android-x86_64  Android emulator images: the host program bundled the same way.
 
-Builds are cached under ``$XDG_CACHE_HOME/seaformer-deploy/runner/<target>-<digest>``, where the
-digest covers the sources, the target, the ExecuTorch version and prefix, the compiler and, for
-bundles, the bundled glibc, so a changed input rebuilds and an unchanged one returns at once.
+The sources ship inside the package (package data of the wheel). Builds are cached under
+``$XDG_CACHE_HOME/seaformer-deploy/runner/<target>-<digest>``, where the digest covers the
+sources' names and contents (not where the package is installed), the target, the ExecuTorch
+version and prefix (the host program's RPATH names it), the compiler and, for bundles, the
+bundled glibc, so a changed input rebuilds and an unchanged one returns at once.
 """
 
 from __future__ import annotations
@@ -86,8 +88,10 @@ class RunnerBuild:
 
 
 def cache_root() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "seaformer-deploy"
+    """The user's cache, never the package folder nor the current one: ``$XDG_CACHE_HOME``
+    when set to an absolute path (the XDG spec ignores relative ones), else ``~/.cache``."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    return (Path(base) if os.path.isabs(base) else Path.home() / ".cache") / "seaformer-deploy"
 
 
 def executorch_version() -> str:

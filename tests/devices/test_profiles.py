@@ -1,5 +1,6 @@
 """Device profiles: the shipped files load, the SD865 test device is recognised as a OnePlus 8
-Pro and agrees with its profile, disagreements are spelled out, malformed files are refused."""
+Pro and agrees with its profile, disagreements are spelled out, malformed files are refused, a
+user's folder adds profiles and replaces shipped ones by file name."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from seaformer_deploy.devices.profiles import (
     load_profiles,
     match_profile,
     profiles_folder,
+    user_profiles_folder,
 )
 
 REPO_DEVICES = Path(__file__).resolve().parents[2] / "devices"
@@ -27,7 +29,8 @@ REPO_DEVICES = Path(__file__).resolve().parents[2] / "devices"
 
 @pytest.fixture(scope="module")
 def profiles():
-    return {p.name: p for p in load_profiles()}
+    """The shipped profiles only: a developer's own user folder must not change these tests."""
+    return {p.name: p for p in load_profiles(profiles_folder())}
 
 
 @pytest.fixture
@@ -151,3 +154,51 @@ def test_profiles_folder_errors_and_copies(tmp_path):
     assert load_profiles(tmp_path) == []
     shutil.copy(REPO_DEVICES / "oneplus-8-pro.toml", tmp_path)
     assert [p.name for p in load_profiles(tmp_path)] == ["OnePlus 8 Pro"]
+
+
+def test_user_folder_follows_xdg_config_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    default = tmp_path / "home" / ".config" / "seaformer-deploy" / "devices"
+    assert user_profiles_folder() == default
+    monkeypatch.setenv("XDG_CONFIG_HOME", "relative/config")    # ignored, as the spec says
+    assert user_profiles_folder() == default
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    assert user_profiles_folder() == tmp_path / "config" / "seaformer-deploy" / "devices"
+
+
+def test_user_profiles_add_to_and_replace_shipped_ones(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    shipped = {p.path.name: p.name for p in load_profiles()}     # no user folder yet
+    assert shipped == {p.path.name: p.name for p in load_profiles(profiles_folder())}
+    user = tmp_path / "seaformer-deploy" / "devices"
+    user.mkdir(parents=True)
+    (user / "oneplus-8-pro.toml").write_text(VALID.replace(
+        'name = "OnePlus 8 Pro"', 'name = "My OnePlus"'))
+    (user / "my-sd865.toml").write_text(VALID.replace(
+        'name = "OnePlus 8 Pro"', 'name = "Any SD865"').replace(
+        'model = ["IN2020", "IN2021", "IN2023", "IN2025"]', 'soc = "SM8250"'))
+    known = {p.path.name: p for p in load_profiles()}
+    assert {n: p.name for n, p in known.items()} == shipped | {
+        "oneplus-8-pro.toml": "My OnePlus", "my-sd865.toml": "Any SD865"}
+    assert known["oneplus-8-pro.toml"].path == user / "oneplus-8-pro.toml"
+    assert known["google-pixel-4.toml"].path == profiles_folder() / "google-pixel-4.toml"
+    assert match_profile({"model": "IN2023"},
+                         list(known.values())).name == "My OnePlus"
+    # An explicit folder (--profiles) is read alone.
+    assert [p.name for p in load_profiles(tmp_path / "seaformer-deploy" / "devices")] == [
+        "Any SD865", "My OnePlus"]
+
+
+def test_bad_user_folder_and_profile_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    (tmp_path / "seaformer-deploy").mkdir()
+    (tmp_path / "seaformer-deploy" / "devices").write_text("not a folder")
+    with pytest.raises(ProfileError, match="devices is not a folder; it should hold your own"):
+        load_profiles()
+    (tmp_path / "seaformer-deploy" / "devices").unlink()
+    (tmp_path / "seaformer-deploy" / "devices").mkdir()
+    broken = tmp_path / "seaformer-deploy" / "devices" / "broken.toml"
+    broken.write_text(VALID.replace("pin_core = 7", "pin_core = 7\ncolour = 1"))
+    with pytest.raises(ProfileError, match=f"device profile {broken}: unknown field"):
+        load_profiles()
