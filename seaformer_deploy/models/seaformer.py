@@ -15,6 +15,7 @@ Components (paper Fig. 2 / Fig. 10):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 from .base import InputContract, SegmentationModel, ZooModel
 from .components import IMAGE, LOGITS, Component
 from .layers import Conv2d_BN, ConvBN, HSigmoid, Mlp, Resize, StackedMV2Block, project_qkv
+from .registry import ModelSpec, PaperFigures, register_model
 
 # Strided convs halve (rounding up) five times down to 1/32; the last stage runs at 1/64 and may
 # round up. Multiples of 32 keep every shape up to 1/32 exact and match what the official code does
@@ -384,3 +386,24 @@ class SeaFormerCls(SeaFormerBody, ZooModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(self.pyramid(x)[-1].mean(dim=(2, 3)))
+
+
+# Official parameter counts (segmenter with 150 classes, classifier with 1000) and the
+# SeaFormer++ paper's figures for SeaFormer.
+OFFICIAL_PARAMS = {"T": (1_667_318, 1_781_096), "S": (3_990_118, 4_105_656),
+                   "B": (8_605_654, 8_742_664), "L": (13_951_510, 14_046_504)}
+PAPER = {
+    "T": PaperFigures(1.7, 0.6, 40, 22, 35.8), "S": PaperFigures(4.0, 1.1, 67, 36, 39.4),
+    "B": PaperFigures(8.6, 1.8, 106, 56, 41.0), "L": PaperFigures(14.0, 6.5, 367, 186, 43.7)}
+
+
+def _register() -> None:
+    for v, cfg in SEAFORMER_CONFIGS.items():
+        register_model(ModelSpec(f"seaformer-{v.lower()}", "seaformer", v, "segmentation",
+                                 partial(SeaFormerSeg, cfg), 150, OFFICIAL_PARAMS[v][0], PAPER[v]))
+    for v, cfg in SEAFORMER_CONFIGS.items():
+        register_model(ModelSpec(f"seaformer-{v.lower()}-cls", "seaformer", v, "classification",
+                                 partial(SeaFormerCls, cfg), 1000, OFFICIAL_PARAMS[v][1]))
+
+
+_register()

@@ -42,6 +42,8 @@ KD student (§3.3-3.4)
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -49,8 +51,9 @@ import torch.nn.functional as F
 from .base import InputContract, SegmentationModel
 from .components import IMAGE, Component
 from .layers import Conv2d_BN, InvertedResidual, Resize
-from .seaformer import (LightHead, LightHeadClassifier, SeaAttention, SeaFormerBackbone,
-                        SeaFormerConfig)
+from .registry import ModelSpec, PaperFigures, register_model
+from .seaformer import (SEAFORMER_CONFIGS, LightHead, LightHeadClassifier, SeaAttention,
+                        SeaFormerBackbone, SeaFormerCls, SeaFormerConfig, SeaFormerSeg)
 
 KD_EXPAND_RATIO = 3
 
@@ -213,3 +216,33 @@ class SeaFormerKDStudent(SegmentationModel):
     def components(self) -> list[Component]:
         return [KDStudentStem(self.backbone), KDStudentContext(self.backbone),
                 KDStudentSpatial(self), LightHeadClassifier(self.decode_head)]
+
+
+# The SeaFormer++ paper's figures: segmenters, the KD student (T only), classifiers.
+PAPER = {
+    "T": PaperFigures(1.8, 0.6, 41, 23, 36.8), "S": PaperFigures(4.1, 1.1, 68, 37, 39.7),
+    "B": PaperFigures(8.7, 1.8, 107, 56, 41.4), "L": PaperFigures(14.1, 6.5, 369, 187, 43.8)}
+KD_PAPER = {"T": PaperFigures(2.3, 0.3, 22)}
+CLS_PAPER = {
+    "T": PaperFigures(1.9, latency_ms=7, top1=69.8),
+    "S": PaperFigures(4.2, latency_ms=12, top1=74.5),
+    "B": PaperFigures(8.8, latency_ms=20, top1=77.0),
+    "L": PaperFigures(14.1, latency_ms=61, top1=80.6)}
+
+
+def _register() -> None:
+    adaptive = {"attention": AdaptiveSeaAttention}
+    for v, cfg in SEAFORMER_CONFIGS.items():
+        register_model(ModelSpec(f"seaformer-{v.lower()}++", "seaformer++", v, "segmentation",
+                                 partial(SeaFormerSeg, cfg, **adaptive), 150, None, PAPER[v]))
+    for v, cfg in SEAFORMER_CONFIGS.items():
+        register_model(ModelSpec(f"seaformer-{v.lower()}++-kd", "seaformer++-kd", v,
+                                 "segmentation", partial(SeaFormerKDStudent, cfg), 150, None,
+                                 KD_PAPER.get(v)))
+    for v, cfg in SEAFORMER_CONFIGS.items():
+        register_model(ModelSpec(f"seaformer-{v.lower()}++-cls", "seaformer++", v,
+                                 "classification", partial(SeaFormerCls, cfg, **adaptive), 1000,
+                                 None, CLS_PAPER[v]))
+
+
+_register()
