@@ -24,8 +24,10 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from . import topformer_deploy
 from .base import InputContract, SegmentationModel
 from .components import IMAGE, LOGITS, Component
+from .deploy import register_rewrite
 from .layers import (Conv2d_BN, ConvBN, HSigmoid, InvertedResidual, Mlp, make_divisible,
                      project_qkv, Resize)
 from .registry import ModelSpec, PaperFigures, register_model
@@ -108,7 +110,7 @@ def run_rows(rows: nn.ModuleList, first: int, out_indices: tuple[int, ...],
 class PyramidPoolAgg(nn.Module):
     """Average-pool every level to the last level's size / stride, concatenate on channels.
 
-    Weightless; export swaps in a fixed-kernel form (``export/rewrites.py``).
+    Weightless; export swaps in a fixed-kernel form (``models/topformer_deploy.py``).
     """
 
     def __init__(self, stride: int) -> None:
@@ -124,7 +126,7 @@ class PyramidPoolAgg(nn.Module):
 class TokenAttention(nn.Module):
     """softmax(q k^T) v per head over all tokens, as the official code writes it (4-D matmuls).
 
-    Weightless, so export can swap in a deploy form (``export/rewrites.py``).
+    Weightless, so export can swap in a deploy form (``models/topformer_deploy.py``).
     """
 
     def __init__(self, num_heads: int, key_dim: int, d: int) -> None:
@@ -351,6 +353,9 @@ def _register() -> None:
         register_model(ModelSpec(f"topformer-{v.lower()}", "topformer", v, "segmentation",
                                  partial(TopFormerSeg, cfg), 150, OFFICIAL_PARAMS[v], PAPER[v],
                                  synthetic_setup=temper_unscaled_attention))
+    register_rewrite("fixed_pyramid_pooling", PyramidPoolAgg, topformer_deploy.fixed_pool)
+    register_rewrite("batched_token_attention", TokenAttention, topformer_deploy.batched_attention)
+    register_rewrite("sliced_channel_split", ChannelSplit, topformer_deploy.sliced_split)
 
 
 _register()
