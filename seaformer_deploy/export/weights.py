@@ -5,9 +5,10 @@ of every attention branch: whole branches output exactly zero, folding changes n
 passes trivially. A random classifier is no better: its logits are a tie between many classes at
 every pixel, so any rounding flips labels, unlike a trained segmenter. We build instead:
 
-1. seeded weights, with a random affine transform in every BatchNorm (TopFormer's attention,
-   which applies no 1/sqrt(d) scale, gets its q and k BN weights scaled by d^-1/4 each, as
-   training would have done);
+1. seeded weights, with a random affine transform in every BatchNorm, then the family's own
+   adjustment if its spec has one (``ModelSpec.synthetic_setup``; TopFormer's attention, which
+   applies no 1/sqrt(d) scale, gets its q and k BN weights scaled by d^-1/4 each, as training
+   would have done);
 2. BatchNorm statistics calibrated with a train-mode pass over the sample images and their
    mirror images, at the export size but at least 256 pixels a side, so that even the 1/64
    stage sees enough positions for stable statistics;
@@ -31,7 +32,7 @@ from torch import nn
 
 from ..models import SegmentationModel
 from ..models.components import run_chain
-from ..models.registry import build
+from ..models.registry import build, get_spec
 from .samples import sample_batch
 
 CALIBRATION_MIN_SIDE = 256
@@ -55,25 +56,14 @@ def synthetic_model(name: str, size: tuple[int, int], seed: int = 0, count: int 
                 if isinstance(mod, nn.BatchNorm2d):
                     mod.weight.copy_(0.5 + torch.rand(mod.num_features, generator=gen))
                     mod.bias.copy_(0.25 * torch.randn(mod.num_features, generator=gen))
-            _temper_unscaled_attention(model)
+            setup = get_spec(name).synthetic_setup
+            if setup is not None:
+                setup(model)
         images = calibration_images(model, size, count)
         calibrate_batchnorm(model, images)
         fit_prototype_classifier(model, images, gen)
         fit_head(model, images)
     return model
-
-
-def _temper_unscaled_attention(model: nn.Module) -> None:
-    """TopFormer's attention applies no 1/sqrt(d) scale; trained q and k absorbed it. Emulate that
-    by scaling the q and k BatchNorm weights by d^-1/4 each, or the random logits make softmax
-    saturate in a way no trained checkpoint does."""
-    from ..models.topformer import Attention
-
-    for mod in model.modules():
-        if isinstance(mod, Attention):
-            factor = mod.key_dim ** -0.25
-            mod.to_q.bn.weight.mul_(factor)
-            mod.to_k.bn.weight.mul_(factor)
 
 
 def calibration_images(model: SegmentationModel, size: tuple[int, int], count: int) -> torch.Tensor:

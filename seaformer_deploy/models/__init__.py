@@ -2,6 +2,9 @@
 
 ``create(name, num_classes=None, checkpoint=None)`` is the one entry point: it builds the model,
 loads an official checkpoint strictly if given, and returns it in eval mode.
+
+Each family file registers its models (``registry.register_model``) and its deploy rewrites
+(``deploy.register_rewrite``); adding a family is its own file and one import line below.
 """
 
 from __future__ import annotations
@@ -12,12 +15,19 @@ from ..errors import UserError
 from .base import InputContract, InputSizeError, SegmentationModel, ZooModel
 from .checkpoint import Checkpoint, diff_keys, format_diff, read_checkpoint
 from .components import COMPONENT_NAMES, Component
-from .registry import (MODELS, ModelSpec, build, build_skeleton, check_num_classes, get_spec,
-                       model_names, resolve_name)
+from .deploy import register_rewrite
+from .registry import (MODELS, ModelSpec, PaperFigures, build, build_skeleton, check_num_classes,
+                       get_spec, model_names, register_model, resolve_name)
+
+# The families, in the order ``models`` lists them; importing one registers it.
+from . import seaformer  # noqa: F401
+from . import seaformer_pp  # noqa: F401
+from . import topformer  # noqa: F401
 
 __all__ = ["COMPONENT_NAMES", "Checkpoint", "Component", "InputContract", "InputSizeError",
-           "MODELS", "ModelSpec", "SegmentationModel", "ZooModel", "create", "get_spec",
-           "identify_checkpoint", "model_names", "resolve_name"]
+           "MODELS", "ModelSpec", "PaperFigures", "SegmentationModel", "ZooModel", "create",
+           "get_spec", "identify_checkpoint", "model_names", "register_model", "register_rewrite",
+           "resolve_name"]
 
 
 def create(name: str, num_classes: int | None = None, checkpoint: str | Path | None = None,

@@ -1,18 +1,20 @@
-"""The model zoo's names, what builds each one, and the published figures to check it against."""
+"""The model zoo's registry: names, what builds each one, and the published figures to check it
+against.
+
+Each family file registers its own models (``register_model``), as timm's ``@register_model``
+and ``default_cfgs`` do; this module imports no family. ``models/__init__.py`` imports every
+family once, which fills the registry in that order.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 
 from torch import nn
 
 from ..errors import UserError
 from .base import ZooModel
-from .seaformer import SEAFORMER_CONFIGS, SeaFormerCls, SeaFormerSeg
-from .seaformer_pp import AdaptiveSeaAttention, SeaFormerKDStudent
-from .topformer import TOPFORMER_CONFIGS, TopFormerSeg
 
 
 @dataclass(frozen=True)
@@ -30,13 +32,16 @@ class PaperFigures:
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    family: str             # "seaformer", "seaformer++", "seaformer++-kd", "topformer"
+    family: str             # "seaformer", "seaformer++", "seaformer++-kd", "topformer", ...
     variant: str            # "T", "S", "B", "L"
     task: str               # "segmentation" or "classification"
     build: Callable[[int], ZooModel]
     default_classes: int
     official_params: int | None = None   # parameter count of the official model, if one exists
     paper: PaperFigures | None = None
+    # Family-specific adjustment of freshly seeded weights (under no_grad), applied by
+    # export/weights.py before the BatchNorm calibration; None where seeding alone is realistic.
+    synthetic_setup: Callable[[nn.Module], None] | None = None
 
     @property
     def head_key(self) -> str:
@@ -44,57 +49,21 @@ class ModelSpec:
         return "decode_head.conv_seg.weight" if self.task == "segmentation" else "linear.weight"
 
 
-_SEG_OFFICIAL = {"T": 1_667_318, "S": 3_990_118, "B": 8_605_654, "L": 13_951_510}
-_CLS_OFFICIAL = {"T": 1_781_096, "S": 4_105_656, "B": 8_742_664, "L": 14_046_504}
-_TOP_OFFICIAL = {"T": 1_389_654, "S": 3_034_662, "B": 5_062_646}
+MODELS: dict[str, ModelSpec] = {}
 
-_SEA_PAPER = {
-    "T": PaperFigures(1.7, 0.6, 40, 22, 35.8), "S": PaperFigures(4.0, 1.1, 67, 36, 39.4),
-    "B": PaperFigures(8.6, 1.8, 106, 56, 41.0), "L": PaperFigures(14.0, 6.5, 367, 186, 43.7)}
-_SEA_PP_PAPER = {
-    "T": PaperFigures(1.8, 0.6, 41, 23, 36.8), "S": PaperFigures(4.1, 1.1, 68, 37, 39.7),
-    "B": PaperFigures(8.7, 1.8, 107, 56, 41.4), "L": PaperFigures(14.1, 6.5, 369, 187, 43.8)}
-_SEA_PP_CLS_PAPER = {
-    "T": PaperFigures(1.9, latency_ms=7, top1=69.8),
-    "S": PaperFigures(4.2, latency_ms=12, top1=74.5),
-    "B": PaperFigures(8.8, latency_ms=20, top1=77.0),
-    "L": PaperFigures(14.1, latency_ms=61, top1=80.6)}
-_KD_PAPER = {"T": PaperFigures(2.3, 0.3, 22)}
-_TOP_PAPER = {
-    "T": PaperFigures(1.4, 0.6, 43, 23, 34.6), "S": PaperFigures(3.1, 1.2, 74, 41, 37.0),
-    "B": PaperFigures(5.1, 1.8, 110, 60, 39.2)}
+# ``--variant T`` is shorthand for this family's segmentation model of variant T.
+VARIANT_FAMILY = "seaformer"
 
 
-def _seg(cls: type, cfg: object, num_classes: int, **kwargs: object) -> ZooModel:
-    return cls(cfg, num_classes=num_classes, **kwargs)
-
-
-def _build_specs() -> dict[str, ModelSpec]:
-    specs: list[ModelSpec] = []
-    for v, cfg in SEAFORMER_CONFIGS.items():
-        low = v.lower()
-        specs += [
-            ModelSpec(f"seaformer-{low}", "seaformer", v, "segmentation",
-                      partial(_seg, SeaFormerSeg, cfg), 150, _SEG_OFFICIAL[v], _SEA_PAPER[v]),
-            ModelSpec(f"seaformer-{low}++", "seaformer++", v, "segmentation",
-                      partial(_seg, SeaFormerSeg, cfg, attention=AdaptiveSeaAttention), 150,
-                      None, _SEA_PP_PAPER[v]),
-            ModelSpec(f"seaformer-{low}++-kd", "seaformer++-kd", v, "segmentation",
-                      partial(_seg, SeaFormerKDStudent, cfg), 150, None, _KD_PAPER.get(v)),
-            ModelSpec(f"seaformer-{low}-cls", "seaformer", v, "classification",
-                      partial(_seg, SeaFormerCls, cfg), 1000, _CLS_OFFICIAL[v]),
-            ModelSpec(f"seaformer-{low}++-cls", "seaformer++", v, "classification",
-                      partial(_seg, SeaFormerCls, cfg, attention=AdaptiveSeaAttention), 1000,
-                      None, _SEA_PP_CLS_PAPER[v]),
-        ]
-    for v, cfg in TOPFORMER_CONFIGS.items():
-        specs.append(ModelSpec(f"topformer-{v.lower()}", "topformer", v, "segmentation",
-                               partial(_seg, TopFormerSeg, cfg), 150, _TOP_OFFICIAL[v],
-                               _TOP_PAPER[v]))
-    return {s.name: s for s in specs}
-
-
-MODELS: dict[str, ModelSpec] = _build_specs()
+def register_model(spec: ModelSpec) -> ModelSpec:
+    """Add ``spec`` to the zoo under its (lower-case) name; a name is registered only once."""
+    if spec.name != spec.name.strip().lower():
+        raise ValueError(f"model names are lower-case without spaces, got {spec.name!r}")
+    if spec.name in MODELS:
+        raise ValueError(f"model {spec.name!r} is already registered (by the "
+                         f"{MODELS[spec.name].family} family)")
+    MODELS[spec.name] = spec
+    return spec
 
 
 def model_names(task: str | None = None) -> list[str]:
@@ -108,6 +77,12 @@ def get_spec(name: str) -> ModelSpec:
     return MODELS[key]
 
 
+def variants() -> list[str]:
+    """The variants ``--variant`` takes: those of the shorthand family's segmentation models."""
+    return [s.variant for s in MODELS.values()
+            if s.family == VARIANT_FAMILY and s.task == "segmentation"]
+
+
 def resolve_name(variant: str | None = None, model: str | None = None) -> str:
     """CLI shorthand: ``--variant T`` means ``seaformer-t``; ``--model`` takes any registry name."""
     if variant and model:
@@ -115,11 +90,11 @@ def resolve_name(variant: str | None = None, model: str | None = None) -> str:
     if model:
         return get_spec(model).name
     variant = (variant or "T").strip().upper()
-    if variant not in SEAFORMER_CONFIGS:
+    if variant not in variants():
         raise UserError(f"unknown variant {variant!r}: --variant takes one of "
-                        f"{', '.join(SEAFORMER_CONFIGS)} (SeaFormer segmentation); use --model for "
+                        f"{', '.join(variants())} (SeaFormer segmentation); use --model for "
                         f"other models: {', '.join(MODELS)}.")
-    return f"seaformer-{variant.lower()}"
+    return f"{VARIANT_FAMILY}-{variant.lower()}"
 
 
 # ImageNet-21k has 21,841 classes; far beyond that is a typo, and would allocate gigabytes.

@@ -15,14 +15,18 @@ Components (paper Fig. 2 / Fig. 10):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
-import torch.nn.functional as F
 
+from .axial import (AxialAttention, AxialMean, SqueezeAxialPositionalEmbedding, batched_attention,
+                    frozen_embedding, pooled_squeeze)
 from .base import InputContract, SegmentationModel, ZooModel
 from .components import IMAGE, LOGITS, Component
+from .deploy import register_rewrite
 from .layers import Conv2d_BN, ConvBN, HSigmoid, Mlp, Resize, StackedMV2Block, project_qkv
+from .registry import ModelSpec, PaperFigures, register_model
 
 # Strided convs halve (rounding up) five times down to 1/32; the last stage runs at 1/64 and may
 # round up. Multiples of 32 keep every shape up to 1/32 exact and match what the official code does
@@ -77,49 +81,13 @@ SEAFORMER_CONFIGS: dict[str, SeaFormerConfig] = {
 }
 
 
-class SqueezeAxialPositionalEmbedding(nn.Module):
-    """A learnable (1, dim, 16) embedding, linearly interpolated to the axis length and added."""
-
-    def __init__(self, dim: int, length: int = 16) -> None:
-        super().__init__()
-        self.pos_embed = nn.Parameter(torch.randn(1, dim, length))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n = x.shape[-1]
-        return x + F.interpolate(self.pos_embed, size=n, mode="linear", align_corners=False)
-
-
-class AxialMean(nn.Module):
-    """The official squeeze: (B, C, H, W) -> row tokens (B, C, H), column tokens (B, C, W)."""
-
-    def forward(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return t.mean(-1), t.mean(-2)
-
-
-class AxialAttention(nn.Module):
-    """Multi-head attention along one axis, as the official code writes it (4-D matmuls):
-    (B, C, N) q, k and (B, dh, N) v tokens -> (B, dh, N)."""
-
-    def __init__(self, num_heads: int, scale: float, dh: int) -> None:
-        super().__init__()
-        self.num_heads, self.scale, self.dh = num_heads, scale, dh
-
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        b, _, n = q.shape
-        q = q.reshape(b, self.num_heads, -1, n).permute(0, 1, 3, 2)
-        k = k.reshape(b, self.num_heads, -1, n)
-        v = v.reshape(b, self.num_heads, -1, n).permute(0, 1, 3, 2)
-        attn = (torch.matmul(q, k) * self.scale).softmax(dim=-1)
-        return torch.matmul(attn, v).permute(0, 1, 3, 2).reshape(b, self.dh, n)
-
-
 class SeaAttention(nn.Module):
     """Squeeze-enhanced axial attention (official ``Sea_Attention``).
 
     ``squeeze`` and ``expand`` are the two steps SeaFormer++ makes adaptive; the base class does
     what the official code does: mean over one axis, and broadcast-add of the axial results.
     The squeeze and the axial attention are weightless submodules (``axial_squeeze``,
-    ``axial_attention``) so that export can swap in deploy forms (``export/rewrites.py``).
+    ``axial_attention``) so that export can swap in deploy forms (``models/axial.py``).
     """
 
     def __init__(self, dim: int, key_dim: int, num_heads: int, attn_ratio: int = 2) -> None:
@@ -384,3 +352,27 @@ class SeaFormerCls(SeaFormerBody, ZooModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(self.pyramid(x)[-1].mean(dim=(2, 3)))
+
+
+# Official parameter counts (segmenter with 150 classes, classifier with 1000) and the
+# SeaFormer++ paper's figures for SeaFormer.
+OFFICIAL_PARAMS = {"T": (1_667_318, 1_781_096), "S": (3_990_118, 4_105_656),
+                   "B": (8_605_654, 8_742_664), "L": (13_951_510, 14_046_504)}
+PAPER = {
+    "T": PaperFigures(1.7, 0.6, 40, 22, 35.8), "S": PaperFigures(4.0, 1.1, 67, 36, 39.4),
+    "B": PaperFigures(8.6, 1.8, 106, 56, 41.0), "L": PaperFigures(14.0, 6.5, 367, 186, 43.7)}
+
+
+def _register() -> None:
+    for v, cfg in SEAFORMER_CONFIGS.items():
+        register_model(ModelSpec(f"seaformer-{v.lower()}", "seaformer", v, "segmentation",
+                                 partial(SeaFormerSeg, cfg), 150, OFFICIAL_PARAMS[v][0], PAPER[v]))
+    for v, cfg in SEAFORMER_CONFIGS.items():
+        register_model(ModelSpec(f"seaformer-{v.lower()}-cls", "seaformer", v, "classification",
+                                 partial(SeaFormerCls, cfg), 1000, OFFICIAL_PARAMS[v][1]))
+    register_rewrite("positional_embeddings", SqueezeAxialPositionalEmbedding, frozen_embedding)
+    register_rewrite("axial_squeeze_pooling", AxialMean, pooled_squeeze)
+    register_rewrite("batched_axial_attention", AxialAttention, batched_attention)
+
+
+_register()

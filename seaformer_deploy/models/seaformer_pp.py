@@ -42,15 +42,19 @@ KD student (§3.3-3.4)
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import nn
 import torch.nn.functional as F
 
 from .base import InputContract, SegmentationModel
 from .components import IMAGE, Component
+from .deploy import register_rewrite
 from .layers import Conv2d_BN, InvertedResidual, Resize
-from .seaformer import (LightHead, LightHeadClassifier, SeaAttention, SeaFormerBackbone,
-                        SeaFormerConfig)
+from .registry import ModelSpec, PaperFigures, register_model
+from .seaformer import (SEAFORMER_CONFIGS, LightHead, LightHeadClassifier, SeaAttention,
+                        SeaFormerBackbone, SeaFormerCls, SeaFormerConfig, SeaFormerSeg)
 
 KD_EXPAND_RATIO = 3
 
@@ -110,7 +114,7 @@ class AdaptiveSeaAttention(SeaAttention):
         super().__init__(dim, key_dim, num_heads, attn_ratio)
         self.squeeze_mask = Conv2d_BN(dim, 2 * num_heads, bn_weight_init=0)
         self.expand_mask = Conv2d_BN(dim, self.dh, bn_weight_init=0)
-        # Weightless steps, so that export can swap in deploy forms (export/rewrites.py).
+        # Weightless steps, so that export can swap in deploy forms (below).
         self.axial_weights = AxialSoftmax(num_heads)
         self.weighted_squeeze = WeightedAxialSum(num_heads, (self.nh_kd, self.dh))
         self.gate = ExpandGate()
@@ -213,3 +217,101 @@ class SeaFormerKDStudent(SegmentationModel):
     def components(self) -> list[Component]:
         return [KDStudentStem(self.backbone), KDStudentContext(self.backbone),
                 KDStudentSpatial(self), LightHeadClassifier(self.decode_head)]
+
+
+# Deploy forms (registered below; ``export/rewrites.py`` applies them), each exact:
+#   adaptive_squeeze_4d, adaptive_squeeze_pooling: the adaptive squeeze's weighted sums without
+#     5-D tensors or ``sum`` (see ``PooledWeightedSum``); they agree on the weights' layout.
+#   constant_expand_gate: the gate's constants as buffers (see ``ConstantExpandGate``).
+
+class AxialSoftmax4D(AxialSoftmax):
+    """The adaptive squeeze's token weights as 4-D (B, heads, H, W) tensors, no 5-D views."""
+
+    def forward(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.weights(logits)
+
+
+class PooledWeightedSum(nn.Module):
+    """The adaptive squeeze's weighted sums as delegate-friendly operations.
+
+    Each head's weights are spread over its channels by a 1x1 convolution with a fixed matrix,
+    multiplied with the tokens, and summed by average pooling over the row (column). The matrix
+    holds the row (column) length instead of 1, so that the pooling's mean is the sum; exact when
+    the length is a power of two. The reference form's 5-D broadcasts and ``sum`` reductions
+    stay outside XNNPACK.
+    """
+
+    def __init__(self, num_heads: int, widths: tuple[int, ...], height: int, width: int) -> None:
+        super().__init__()
+        # Convolution modules, not buffers: their weights become constants the delegate packs
+        # ahead of time (a functional conv on a buffer left layout conversions outside it).
+        self.rows, self.cols = nn.ModuleDict(), nn.ModuleDict()
+        for c in sorted(set(widths)):
+            self.rows[str(c)] = self._spread(num_heads, c, float(width))
+            self.cols[str(c)] = self._spread(num_heads, c, float(height))
+
+    @staticmethod
+    def _spread(heads: int, channels: int, value: float) -> nn.Conv2d:
+        conv = nn.Conv2d(heads, channels, 1, bias=False).requires_grad_(False)
+        conv.weight.zero_()
+        conv.weight[torch.arange(channels), torch.arange(channels) // (channels // heads)] = value
+        return conv
+
+    def forward(self, t: torch.Tensor, weights: tuple[torch.Tensor, torch.Tensor]
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        rows, cols = weights
+        b, c, h, w = t.shape
+        row = F.avg_pool2d(t * self.rows[str(c)](rows), (1, w)).reshape(b, c, h)
+        col = F.avg_pool2d(t * self.cols[str(c)](cols), (h, 1)).reshape(b, c, w)
+        return row, col
+
+
+class ConstantExpandGate(nn.Module):
+    """The 2 * h_sigmoid gate with its constants as buffers, which follow the model's dtype:
+    Python scalars become FP32 constants that an FP16 program casts outside the delegate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        for name, value in (("three", 3.0), ("six", 6.0), ("two", 2.0)):
+            self.register_buffer(name, torch.tensor([value]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.two * (F.relu6(x + self.three) / self.six)
+
+
+def _pooled_sum(name: str, m: WeightedAxialSum, args: tuple) -> nn.Module:
+    return PooledWeightedSum(m.num_heads, m.widths, *args[0].shape[-2:])
+
+
+# The SeaFormer++ paper's figures: segmenters, the KD student (T only), classifiers.
+PAPER = {
+    "T": PaperFigures(1.8, 0.6, 41, 23, 36.8), "S": PaperFigures(4.1, 1.1, 68, 37, 39.7),
+    "B": PaperFigures(8.7, 1.8, 107, 56, 41.4), "L": PaperFigures(14.1, 6.5, 369, 187, 43.8)}
+KD_PAPER = {"T": PaperFigures(2.3, 0.3, 22)}
+CLS_PAPER = {
+    "T": PaperFigures(1.9, latency_ms=7, top1=69.8),
+    "S": PaperFigures(4.2, latency_ms=12, top1=74.5),
+    "B": PaperFigures(8.8, latency_ms=20, top1=77.0),
+    "L": PaperFigures(14.1, latency_ms=61, top1=80.6)}
+
+
+def _register() -> None:
+    adaptive = {"attention": AdaptiveSeaAttention}
+    for v, cfg in SEAFORMER_CONFIGS.items():
+        register_model(ModelSpec(f"seaformer-{v.lower()}++", "seaformer++", v, "segmentation",
+                                 partial(SeaFormerSeg, cfg, **adaptive), 150, None, PAPER[v]))
+    for v, cfg in SEAFORMER_CONFIGS.items():
+        register_model(ModelSpec(f"seaformer-{v.lower()}++-kd", "seaformer++-kd", v,
+                                 "segmentation", partial(SeaFormerKDStudent, cfg), 150, None,
+                                 KD_PAPER.get(v)))
+    for v, cfg in SEAFORMER_CONFIGS.items():
+        register_model(ModelSpec(f"seaformer-{v.lower()}++-cls", "seaformer++", v,
+                                 "classification", partial(SeaFormerCls, cfg, **adaptive), 1000,
+                                 None, CLS_PAPER[v]))
+    register_rewrite("constant_expand_gate", ExpandGate, lambda name, m, args: ConstantExpandGate())
+    register_rewrite("adaptive_squeeze_4d", AxialSoftmax, lambda name, m, args: AxialSoftmax4D(
+        m.num_heads))
+    register_rewrite("adaptive_squeeze_pooling", WeightedAxialSum, _pooled_sum)
+
+
+_register()

@@ -18,15 +18,19 @@ Component mapping (ours; the TopFormer paper does not define one):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
 import torch.nn.functional as F
 
+from . import topformer_deploy
 from .base import InputContract, SegmentationModel
 from .components import IMAGE, LOGITS, Component
+from .deploy import register_rewrite
 from .layers import (Conv2d_BN, ConvBN, HSigmoid, InvertedResidual, Mlp, make_divisible,
                      project_qkv, Resize)
+from .registry import ModelSpec, PaperFigures, register_model
 
 # The pyramid pooling averages every level down to 1/64. Only when each level is an exact integer
 # multiple of that size is adaptive pooling a fixed-kernel average that exports faithfully.
@@ -106,7 +110,7 @@ def run_rows(rows: nn.ModuleList, first: int, out_indices: tuple[int, ...],
 class PyramidPoolAgg(nn.Module):
     """Average-pool every level to the last level's size / stride, concatenate on channels.
 
-    Weightless; export swaps in a fixed-kernel form (``export/rewrites.py``).
+    Weightless; export swaps in a fixed-kernel form (``models/topformer_deploy.py``).
     """
 
     def __init__(self, stride: int) -> None:
@@ -122,7 +126,7 @@ class PyramidPoolAgg(nn.Module):
 class TokenAttention(nn.Module):
     """softmax(q k^T) v per head over all tokens, as the official code writes it (4-D matmuls).
 
-    Weightless, so export can swap in a deploy form (``export/rewrites.py``).
+    Weightless, so export can swap in a deploy form (``models/topformer_deploy.py``).
     """
 
     def __init__(self, num_heads: int, key_dim: int, d: int) -> None:
@@ -324,3 +328,34 @@ class TopFormerSeg(SegmentationModel):
     def components(self) -> list[Component]:
         return [TopFormerStem(self.backbone.tpm), TopFormerContext(self.backbone),
                 TopFormerSpatial(self.backbone), TopFormerHead(self.decode_head)]
+
+
+def temper_unscaled_attention(model: nn.Module) -> None:
+    """TopFormer's attention applies no 1/sqrt(d) scale; trained q and k absorbed it. Emulate that
+    in synthetic weights by scaling the q and k BatchNorm weights by d^-1/4 each, or the random
+    logits make softmax saturate in a way no trained checkpoint does."""
+    for mod in model.modules():
+        if isinstance(mod, Attention):
+            factor = mod.key_dim ** -0.25
+            mod.to_q.bn.weight.mul_(factor)
+            mod.to_k.bn.weight.mul_(factor)
+
+
+# Official parameter counts (150 classes) and the SeaFormer++ paper's figures for TopFormer.
+OFFICIAL_PARAMS = {"T": 1_389_654, "S": 3_034_662, "B": 5_062_646}
+PAPER = {
+    "T": PaperFigures(1.4, 0.6, 43, 23, 34.6), "S": PaperFigures(3.1, 1.2, 74, 41, 37.0),
+    "B": PaperFigures(5.1, 1.8, 110, 60, 39.2)}
+
+
+def _register() -> None:
+    for v, cfg in TOPFORMER_CONFIGS.items():
+        register_model(ModelSpec(f"topformer-{v.lower()}", "topformer", v, "segmentation",
+                                 partial(TopFormerSeg, cfg), 150, OFFICIAL_PARAMS[v], PAPER[v],
+                                 synthetic_setup=temper_unscaled_attention))
+    register_rewrite("fixed_pyramid_pooling", PyramidPoolAgg, topformer_deploy.fixed_pool)
+    register_rewrite("batched_token_attention", TokenAttention, topformer_deploy.batched_attention)
+    register_rewrite("sliced_channel_split", ChannelSplit, topformer_deploy.sliced_split)
+
+
+_register()

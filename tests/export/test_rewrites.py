@@ -79,6 +79,22 @@ def test_each_rewrite_is_exact(name, folded, monkeypatch):
     assert metrics.psnr_db >= 120 and metrics.label_agreement == 100.0, metrics
 
 
+def test_the_order_of_the_replacements_changes_no_result(folded, monkeypatch):
+    """Each replacement swaps leaf modules of its own class, so the fixed order (families, then
+    generic) only decides the order in which the manifest lists them."""
+    model = folded("seaformer-t++")
+    image = sample_batch(*SIZE, 2)
+    forward, backward = copy.deepcopy(model), copy.deepcopy(model)
+    applied = rewrites.deploy_form(forward, image[:1])
+    monkeypatch.setattr(rewrites, "REPLACEMENTS",
+                        dict(reversed(list(rewrites.REPLACEMENTS.items()))))
+    applied_backward = rewrites.deploy_form(backward, image[:1])
+    assert len(applied) >= 6 and sorted(applied_backward, key=lambda a: a.name) == sorted(
+        applied, key=lambda a: a.name)
+    with torch.no_grad():
+        assert torch.equal(forward(image), backward(image))
+
+
 @pytest.mark.parametrize(("name", "fmt", "model"),
                          [(n, f, m) for n, cases in RUNTIME_CASES.items() for f, m in cases])
 def test_each_runtime_rewrite_is_exact(name, fmt, model, folded):
