@@ -39,6 +39,7 @@ from seaformer_deploy.models.layers import InvertedResidual, Resize
 from seaformer_deploy.models.seaformer import Block, FusionBlock
 from seaformer_deploy.models.seaformer_pp import UpsampleModule
 from seaformer_deploy.models.topformer import InjectionMultiSum, PyramidPoolAgg, TopBlock
+from seaformer_deploy.models.topformer_deploy import FixedPyramidPool
 from seaformer_deploy.quiet import quiet_third_party_logs
 from seaformer_deploy.runners.native import build_runner
 from seaformer_deploy.runners.plan import PlannedModel, Protocol
@@ -47,7 +48,7 @@ from fast_artifacts import bench_core, run_plan     # this folder: the scripts s
 
 # Module types profiled as one block (nothing inside a block is profiled again).
 BLOCKS = (InvertedResidual, Block, TopBlock, FusionBlock, InjectionMultiSum, UpsampleModule,
-          PyramidPoolAgg, rewrites.FixedPyramidPool, Resize, rewrites.MatmulResize,
+          PyramidPoolAgg, FixedPyramidPool, Resize, rewrites.MatmulResize,
           rewrites.PaddedConv)
 # Blocks found by name: the stem conv and the heads' last two layers.
 NAMED = ("stem_block", "stem", "linear_fuse", "conv_seg")
