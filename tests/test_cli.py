@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -63,3 +65,44 @@ def test_models_lists_the_registry():
     for name in ("seaformer-t", "seaformer-t++", "seaformer-t++-kd", "seaformer-t-cls",
                  "topformer-b"):
         assert name in result.stdout
+
+
+@pytest.mark.parametrize("args, says", [
+    (["models", "--bogus"], "No such option: --bogus"),
+    (["info", "--num-classes", "many"], "Invalid value for '--num-classes'"),
+    (["info", "--input-size"], "Option '--input-size' requires an argument"),
+    (["report", "show"], "Missing argument 'folder'"),
+    (["expor"], "No such command 'expor'. Did you mean 'export'"),
+])
+def test_usage_errors_are_one_error_line(args, says):
+    """Click's own refusals print like every other: one `error:` line, exit 2, no panel."""
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and result.stdout == "", result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: ") and says in line and "╭" not in line, line
+
+
+@pytest.mark.parametrize("args, message", [
+    (["gate", "--ab", "--candidate", "r"],
+     "--ab measures two export folders now; --baseline and --candidate take reports: use one "
+     "mode or the other."),
+    (["gate", "--baseline-artifacts", "a"], "--baseline-artifacts and --candidate-artifacts "
+                                            "need --ab."),
+    (["info", "--input-size", "big"], "--input-size 'big' is not HEIGHTxWIDTH (e.g. 512x512 or "
+                                      "512x1024)."),
+])
+def test_library_errors_name_the_flags(args, message):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and result.stderr == f"error: {message}\n", result.output
+
+
+def test_export_prints_the_folder_as_it_is(small_export, tmp_path):
+    """A folder whose name reads as Rich markup prints literally (here a cached export)."""
+    root = tmp_path / "[bold]x[/bold]"
+    shutil.copytree(small_export.folder, root / small_export.folder.name)
+    size = "x".join(map(str, small_export.manifest["input"]["size"]))
+    result = runner.invoke(app, ["export", "--variant", "T", "--input-size", size,
+                                 "--out", str(root)])
+    assert result.exit_code == 0, result.output
+    assert (f"20 artifacts and manifest.json in {root / small_export.folder.name} "
+            f"(up to date (cached))") in " ".join(result.stdout.split()), result.stdout
