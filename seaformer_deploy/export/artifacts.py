@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..errors import UserError
 from ..models.components import IMAGE
 from . import formats as fmts
 from . import manifest as mf
@@ -36,6 +37,7 @@ def export_artifact(staging: Path, unit: Unit, fmt: Format, precision: str, env:
                     tuple(in_orders), fmt, shared)
     data, details = fmt.exporter(job)
     path = staging / fmt.file_name(unit.name, precision)
+    _refuse_clash([path.name], _names(staging), f"the {fmt.name} artifact")
     path.write_bytes(data)
     if fmt.ort_forms and opts.ort_forms:
         details["ort_forms"] = _ort_forms(path, fmt, job, env)
@@ -53,11 +55,26 @@ def _ort_forms(path: Path, fmt: Format, job: ExportJob, env: dict) -> list[dict]
     """ONNX Runtime's optimised graph and ORT format of the artifact, each checked too."""
     from .onnx_export import save_ort_forms
 
+    before = _names(path.parent)
+    forms = save_ort_forms(path)
+    _refuse_clash([f.name for f in forms.values()], before, f"--ort-forms of {path.name}")
     return [{"kind": kind, "path": form.name, "sha256": mf.sha256_path(form),
              "bytes": form.stat().st_size,
              "parity": _parity(form, fmt, job.precision, job.unit, env, job.io_dtype,
                                list(job.input_orders))[0]}
-            for kind, form in save_ort_forms(path).items()]
+            for kind, form in forms.items()]
+
+
+def _names(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir()}
+
+
+def _refuse_clash(names: list[str], taken: set[str], what: str) -> None:
+    """Two outputs of one export must not share a file name: one would replace the other."""
+    if clash := sorted(set(names) & taken):
+        raise UserError(f"{', '.join(clash)}: {what} would replace a file this export already "
+                        f"wrote; export those formats into separate folders (--out), or drop "
+                        f"the option that writes the other file (such as --ort-forms).")
 
 
 def _parity(path: Path, fmt: Format, precision: str, unit: Unit, env: dict, dtype: str,

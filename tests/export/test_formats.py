@@ -135,3 +135,19 @@ def test_a_format_registered_here_flows_through_export_and_bench(onnx_copy, tmp_
     (measured,) = run.measurements
     assert run.runners["onnx2"].identity["runtime"] == "onnxruntime"
     assert len(measured.runs[0].samples_ms) >= QUICK.iterations and measured.outputs
+
+
+def test_an_artifact_may_not_replace_another_output(tmp_path):
+    """A format whose artifacts take the name of ONNX's --ort-forms files (ONNX bytes named
+    .ort, so it is run only after ONNX) is refused before it writes over one."""
+    same = fmts.register(replace(fmts.ONNX, name="ortlike", suffix=".ort", default=False,
+                                 rank=9, ort_forms=False))
+    try:
+        with pytest.raises(UserError, match=r"model.fp32.ort: the ortlike artifact would replace "
+                                            r"a file this export already wrote"):
+            export(ExportOptions(model="seaformer-t", input_size=(64, 64), out_root=tmp_path,
+                                 formats=("onnx", "ortlike"), precisions=("fp32",),
+                                 components=False, ort_forms=True))
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        fmts.unregister(same.name)
