@@ -197,3 +197,32 @@ PTE = register(Format(
     host_runtime=_lazy(".runtimes", "run_pte"), runner=RunnerKind.NATIVE, rank=0,
     default=True, layout_option=True,
     runtime_rewrites=("aligned_classifier", "aligned_expansion"), partitioners=("xnnpack",)))
+
+
+def _export_ort(job: ExportJob) -> tuple[bytes, dict]:
+    """ONNX Runtime Mobile's ORT format of the job's ONNX graph, optimised at the extended level
+    by ONNX Runtime itself (``onnx_export.save_ort_forms``: no x86-only layouts)."""
+    import tempfile
+
+    import onnx
+    import onnxruntime
+
+    from . import onnx_export
+
+    proto = onnx_export.graph(job)
+    with tempfile.TemporaryDirectory(prefix="seaformer-ort-") as tmp:
+        source = Path(tmp) / f"{job.unit.name}.onnx"
+        onnx_export.save(proto, source)
+        forms = onnx_export.save_ort_forms(source)
+        optimized = onnx.load(str(forms["optimized_onnx"]))
+        data = forms["ort_format"].read_bytes()
+    return data, {"onnx": onnx_export.describe(proto),          # the graph it was made from
+                  "ort": {"onnxruntime": onnxruntime.__version__, "optimization": "extended",
+                          "nodes": len(optimized.graph.node)},
+                  "operators": onnx_export.operator_histogram(optimized)}
+
+
+ORT = register(Format(
+    name="ort", suffix=".ort", title="ORT format (ONNX Runtime Mobile)", exporter=_export_ort,
+    host_runtime=_lazy(".runtimes", "run_onnx"), runner=RunnerKind.ONNXRUNTIME, rank=2,
+    runtime_rewrites=ONNX.runtime_rewrites))
