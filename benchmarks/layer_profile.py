@@ -31,7 +31,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from seaformer_deploy.export import rewrites
 from seaformer_deploy.export.fold import fold_batchnorm
-from seaformer_deploy.export.onnx_export import _quiet, simplify
+from seaformer_deploy.export.onnx_export import simplify
 from seaformer_deploy.export.pte_export import export_pte
 from seaformer_deploy.export.samples import sample_batch
 from seaformer_deploy.export.weights import synthetic_model
@@ -40,7 +40,7 @@ from seaformer_deploy.models.seaformer import Block, FusionBlock
 from seaformer_deploy.models.seaformer_pp import UpsampleModule
 from seaformer_deploy.models.topformer import InjectionMultiSum, PyramidPoolAgg, TopBlock
 from seaformer_deploy.models.topformer_deploy import FixedPyramidPool
-from seaformer_deploy.quiet import quiet_third_party_logs
+from seaformer_deploy.quiet import exporters_quieted, quiet_third_party_logs
 from seaformer_deploy.runners.native import build_runner
 from seaformer_deploy.runners.plan import PlannedModel, Protocol
 
@@ -73,7 +73,7 @@ def export_block(module: nn.Module, args: tuple, fmt: str, stem: Path) -> Planne
     channels_last = False
     if fmt == "onnx":
         buffer = io.BytesIO()
-        with _quiet():
+        with exporters_quieted():
             torch.onnx.export(module, args, buffer, dynamo=True, opset_version=18,
                               external_data=False, verbose=False)
         data = simplify(onnx.load_from_string(buffer.getvalue())).SerializeToString()

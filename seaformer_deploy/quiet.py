@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 
 # torchao warns that optional CUDA kernels are missing; torch's pytree warns about torchao's use
@@ -17,6 +19,20 @@ _NOISY_LOGGERS = ("torchao", "torch.utils._pytree", "executorch", "onnxscript", 
 def quiet_third_party_logs() -> None:
     for name in _NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def exporters_quieted() -> Iterator[None]:
+    """The exporters narrate each step on stdout and warn about internals; keep the CLI readable."""
+    sink = io.StringIO()
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(sink):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(previous)
 
 
 @contextlib.contextmanager

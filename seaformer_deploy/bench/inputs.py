@@ -13,9 +13,9 @@ import math
 from pathlib import Path
 
 from ..errors import UserError
+from ..export import formats as fmts
 from ..export import manifest as mf
 
-FORMATS = ("pte", "onnx")
 PRECISIONS = ("fp32", "fp16")
 
 
@@ -45,7 +45,7 @@ def check_options(opts) -> None:
         raise BenchInputError(f"--cv-limit {opts.cv_limit}: must be a fraction such as 0.05.")
     if opts.core is not None and opts.core < 0:
         raise BenchInputError(f"--core {opts.core}: must be a CPU number (0 or more).")
-    _known("--formats", opts.formats, FORMATS)
+    _known("--formats", opts.formats, fmts.by_rank())
     _known("--precisions", opts.precisions, PRECISIONS)
 
 
@@ -54,7 +54,12 @@ def _known(option: str, values: tuple[str, ...], allowed: tuple[str, ...]) -> No
         raise BenchInputError(f"{option} is empty: pass one or more of {', '.join(allowed)}.")
     if unknown := [v for v in values if v not in allowed]:
         raise BenchInputError(f"{option} {','.join(unknown)}: exports hold "
-                              f"{' and '.join(allowed)} artifacts; pass those.")
+                              f"{_listed(allowed)} artifacts; pass those.")
+
+
+def _listed(words: tuple[str, ...]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return " and ".join(filter(None, (", ".join(words[:-1]), words[-1])))
 
 
 def check_export_matches(manifest: dict, folder: Path, model: str | None,

@@ -35,6 +35,7 @@ from ..devices.choice import device_profile, pick_core
 from ..devices.frequency import FrequencyLock
 from ..devices.probe import CoreChoice, DeviceState
 from ..errors import UserError
+from ..export import formats as fmts
 from ..export import manifest as mf
 from ..runners.plan import ModelRun, PlannedModel, Protocol, RunResult, read_output
 from ..runners.session import (Runner, RunnerChoice, RunnerDied, Staged, build_runners,
@@ -50,7 +51,7 @@ Progress = Callable[[str, int, int], None]
 class BenchOptions:
     artifacts: Path                      # an export folder (with manifest.json)
     device: str | None = None
-    formats: tuple[str, ...] = ("pte", "onnx")
+    formats: tuple[str, ...] = fmts.bench_defaults()
     precisions: tuple[str, ...] = ("fp32", "fp16")
     core: int | None = None
     protocol: Protocol = Protocol()
@@ -147,10 +148,10 @@ def _bench_locked(opts: BenchOptions, progress: Progress | None, device: Device,
             run.frequency_lock = lock.apply()
         staged = _with_reconnect(run, device, "staging",
                                  lambda: _stage(folder, manifest, selected, runners, device))
-        if "pte" in runners:
-            runners["pte"].identity["version_output"] = _with_reconnect(
+        for runner in (r for f, r in runners.items() if fmts.get(f).check_start):
+            runner.identity["version_output"] = _with_reconnect(
                 run, device, "starting the runner",
-                lambda: check_start(device, runners["pte"], staged.workdir))
+                lambda r=runner: check_start(device, r, staged.workdir))
         _run_blocks(run, device, staged, progress)
         if opts.parity:
             done = [m for m in run.measurements if m.runs and m.failure is None]
@@ -288,8 +289,8 @@ def _stage(folder: Path, manifest: dict, selected: list[dict], runners: dict[str
 
 
 def block_plan(selected: list[dict], blocks: int) -> list[tuple[str, list[dict]]]:
-    """Blocks alternate between runners (pte, onnx, onnx, pte, ...)."""
-    formats = sorted({a["format"] for a in selected}, key=lambda f: f != "pte")
+    """Blocks alternate between runners, in table order (pte, onnx, onnx, pte, ...)."""
+    formats = fmts.by_rank({a["format"] for a in selected})
     plan = []
     for b in range(max(1, blocks)):
         order = formats if b % 2 == 0 else formats[::-1]

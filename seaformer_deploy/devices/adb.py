@@ -75,7 +75,6 @@ def open_link(serial: str, key: Path | None, timeout: float, transport: str) -> 
 
 class AdbDevice(Device):
     kind = "adb"
-    formats = ("pte",)
 
     def __init__(self, serial: str | None = None, key: Path | None = None,
                  timeout: float = 10.0, transport: str = "auto") -> None:

@@ -6,6 +6,7 @@ import abc
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..export import formats as fmts
 from .probe import (PROBE_SCRIPT, CoreChoice, DeviceState, Topology, choose_core, device_state,
                     parse_snapshot, topology)
 
@@ -38,7 +39,11 @@ class Device(abc.ABC):
     kind: str
     name: str
     transport: str
-    formats: tuple[str, ...]         # artifact formats this device can run
+
+    @property
+    def formats(self) -> tuple[str, ...]:
+        """Artifact formats this device can run: those whose bench runner runs on its kind."""
+        return fmts.runnable_on(self.kind)
 
     @abc.abstractmethod
     def shell(self, script: str, timeout: float | None = 60) -> CommandResult:

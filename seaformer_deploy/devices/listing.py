@@ -68,7 +68,7 @@ def state_hint(listed: object) -> str:
 
 def describe(serial: str, transport: str, profiles: list) -> dict:
     """Probe one device; a failure becomes the record's error."""
-    from ..bench.run import device_profile, pick_core  # TODO(merge): from .choice
+    from .choice import device_profile, pick_core
     from .adb import AdbDevice
 
     try:

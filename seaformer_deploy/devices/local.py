@@ -19,7 +19,6 @@ class LocalDevice(Device):
     kind = "local"
     name = "local"
     transport = "local process"
-    formats = ("pte", "onnx")
 
     def __init__(self, sysfs_root: Path | None = None) -> None:
         # A fake sysfs/procfs tree for tests; None reads the real one.

@@ -18,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 
 from ..errors import UserError
+from .formats import with_format_enum
 
 SCHEMA_NAME = "seaformer-deploy/export-manifest"
 SCHEMA_VERSION = 1
@@ -63,7 +64,9 @@ def cache_key(fields: dict) -> str:
 
 
 def schema() -> dict:
-    return json.loads((Path(__file__).with_name("manifest.schema.json")).read_text())
+    """The manifest's JSON schema, its format enum taken from the format registry."""
+    return with_format_enum(json.loads(Path(__file__).with_name("manifest.schema.json")
+                                       .read_text()))
 
 
 def validate(manifest: dict) -> None:

@@ -9,10 +9,6 @@ axes input), and ONNX Runtime Mobile runs it.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import warnings
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +17,8 @@ import onnx
 import torch
 from onnx import TensorProto
 
+from ..quiet import exporters_quieted
+from .formats import ExportJob
 from .units import Unit
 
 OPSET = 18
@@ -35,9 +33,26 @@ MOBILE_OPS = frozenset({
 })
 
 
+def export_artifact(job: ExportJob) -> tuple[bytes, dict]:
+    """The ONNX format's exporter (see ``formats``): the graph's bytes and manifest details."""
+    proto = graph(job)
+    return proto.SerializeToString(), {"onnx": describe(proto),
+                                       "operators": operator_histogram(proto)}
+
+
+def graph(job: ExportJob) -> onnx.ModelProto:
+    """The job's graph: the unit's FP32 graph, or its FP16 conversion. The FP32 graph is traced
+    once per export for all formats that share a runtime form (``job.shared``)."""
+    key = ("onnx-fp32", job.unit.name, job.fmt.runtime_rewrites)
+    if key not in job.shared:
+        job.shared[key] = export_onnx(job.unit, job.example)
+    proto = job.shared[key]
+    return to_fp16(proto, keep_io_fp32=job.fp32_io) if job.precision == "fp16" else proto
+
+
 def export_onnx(unit: Unit, example: Sequence[torch.Tensor]) -> onnx.ModelProto:
     """Trace ``unit`` with static shapes and return a checked, simplified FP32 graph."""
-    with _quiet():
+    with exporters_quieted():
         program = torch.onnx.export(capture(unit.module, example), (), dynamo=True,
                                     opset_version=OPSET, input_names=list(unit.input_names),
                                     output_names=list(unit.output_names), optimize=True,
@@ -74,7 +89,7 @@ def to_fp16(model: onnx.ModelProto, keep_io_fp32: bool) -> onnx.ModelProto:
     """Convert weights and activations to FP16 (ONNX Runtime's converter)."""
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    with _quiet():
+    with exporters_quieted():
         half = convert_float_to_float16(model, keep_io_types=keep_io_fp32)
     validate(half, "fp16")
     return half
@@ -136,17 +151,3 @@ def describe(model: onnx.ModelProto) -> dict:
     return {"opset": next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
             "ir_version": model.ir_version, "operator_set": "mobile",
             "nodes": len(model.graph.node)}
-
-
-@contextlib.contextmanager
-def _quiet():
-    """The exporters narrate each step on stdout and warn about internals; keep the CLI readable."""
-    sink = io.StringIO()
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(sink):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logging.disable(previous)

@@ -1,17 +1,26 @@
-"""ExecuTorch artifacts: torch.export -> edge -> XNNPACK partitioner -> .pte, FP32 and FP16."""
+"""ExecuTorch artifacts: torch.export -> edge -> the format's partitioners (XNNPACK by default)
+-> .pte, FP32 and FP16."""
 
 from __future__ import annotations
 
 import copy
+import importlib
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from .onnx_export import _quiet
+from ..errors import UserError
+from ..quiet import exporters_quieted
+from .formats import ExportJob
+from .tensors import NHWC
 
 # Rows of ExecuTorch's delegation table that are bookkeeping, not operators.
 _NOT_OPERATORS = {"getitem", "Total"}
+# ExecuTorch backends a format can list in its partitioners: the partitioner's module and
+# class, and the backend's name in the delegation statistics.
+BACKENDS = {"xnnpack": ("executorch.backends.xnnpack.partition.xnnpack_partitioner",
+                        "XnnpackPartitioner", "XnnpackBackend")}
 
 
 class CastIO(nn.Module):
@@ -31,15 +40,40 @@ def half_module(module: nn.Module, keep_io_fp32: bool) -> nn.Module:
     return CastIO(body).eval() if keep_io_fp32 else body
 
 
-def export_pte(module: nn.Module, example: Sequence[torch.Tensor]) -> tuple[bytes, dict]:
-    """Lower ``module`` to XNNPACK; return the program bytes and its delegation statistics."""
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+def export_artifact(job: ExportJob) -> tuple[bytes, dict]:
+    """The .pte format's exporter (see ``formats``): the program's bytes and manifest details."""
+    module, example = job.unit.module, list(job.example)
+    if job.precision == "fp16":
+        module = half_module(job.unit.module, keep_io_fp32=job.fp32_io)
+        example = [e.half() if job.io_dtype == "float16" else e for e in example]
+    # The example's memory order becomes the program's: channels-last I/O spares XNNPACK the
+    # NCHW <-> NHWC transposes at every graph boundary (camera frames are HWC anyway).
+    example = [e.to(memory_format=torch.channels_last) if order == NHWC else e
+               for e, order in zip(example, job.input_orders, strict=True)]
+    data, stats = export_pte(module, example, job.fmt.partitioners)
+    return data, {"executorch": {"version": executorch_version(), **stats},
+                  "operators": operator_histogram(stats)}
+
+
+def partitioners(backends: Sequence[str]) -> list:
+    """A partitioner for each backend named, in order."""
+    if unknown := [b for b in backends if b not in BACKENDS]:
+        raise UserError(f"unknown ExecuTorch backend {', '.join(unknown)} in a format's "
+                        f"partitioners: export/pte_export.py knows {', '.join(BACKENDS)}.")
+    return [getattr(importlib.import_module(BACKENDS[b][0]), BACKENDS[b][1])()
+            for b in backends]
+
+
+def export_pte(module: nn.Module, example: Sequence[torch.Tensor],
+               backends: Sequence[str] = ("xnnpack",)) -> tuple[bytes, dict]:
+    """Lower ``module`` to ``backends``; return the program bytes and its delegation
+    statistics. No backend leaves every operator to ExecuTorch's portable kernels."""
     from executorch.devtools.backend_debug import get_delegation_info
     from executorch.exir import to_edge_transform_and_lower
 
-    with _quiet():
+    with exporters_quieted():
         exported = torch.export.export(module, tuple(example), strict=False)
-        edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
+        edge = to_edge_transform_and_lower(exported, partitioner=partitioners(backends))
         info = get_delegation_info(edge.exported_program().graph_module)
         program = edge.to_executorch()
     table = info.get_operator_delegation_dataframe()
@@ -47,7 +81,7 @@ def export_pte(module: nn.Module, example: Sequence[torch.Tensor]) -> tuple[byte
     delegated = rows[rows.occurrences_in_delegated_graphs > 0]
     outside = rows[rows.occurrences_in_non_delegated_graphs > 0]
     stats = {
-        "backend": "XnnpackBackend",
+        "backend": " + ".join(BACKENDS[b][2] for b in backends) or "none",
         "partitions": int(info.num_delegated_subgraphs),
         "delegated_nodes": int(info.num_delegated_nodes),
         "non_delegated_nodes": int(info.num_non_delegated_nodes),

@@ -51,6 +51,7 @@ from torch import nn
 
 from ..models.deploy import REWRITES, Rewrite
 from ..models.layers import HSigmoid, InvertedResidual, Resize
+from . import formats as fmts
 
 
 class ConstantHSigmoid(nn.Module):
@@ -264,15 +265,14 @@ REPLACEMENTS: Mapping[str, tuple[type, Rewrite]] = _Replacements()
 FUSIONS: dict[str, Fusion] = {"fused_qkv": fuse_qkv}
 
 
-# format -> rewrites for that runtime only, in the same two kinds
-RUNTIME_REPLACEMENTS: dict[str, dict[str, tuple[type, Rewrite]]] = {
-    "onnx": {"matmul_upsampling": (Resize, lambda name, m, args: MatmulResize(
-        args[0].shape[-2:], tuple(args[1])))},
-    "pte": {},
+# Rewrites for one runtime only, in the same two kinds; each format names the ones its copy of
+# the model gets (``Format.runtime_rewrites`` in export/formats.py).
+RUNTIME_REPLACEMENTS: dict[str, tuple[type, Rewrite]] = {
+    "matmul_upsampling": (Resize, lambda name, m, args: MatmulResize(
+        args[0].shape[-2:], tuple(args[1]))),
 }
-RUNTIME_FUSIONS: dict[str, dict[str, Fusion]] = {
-    "onnx": {},
-    "pte": {"aligned_classifier": align_classifier, "aligned_expansion": align_expansion},
+RUNTIME_FUSIONS: dict[str, Fusion] = {
+    "aligned_classifier": align_classifier, "aligned_expansion": align_expansion,
 }
 
 
@@ -282,8 +282,10 @@ def deploy_form(model: nn.Module, example: torch.Tensor) -> list[Applied]:
 
 
 def runtime_form(model: nn.Module, example: torch.Tensor, fmt: str) -> list[Applied]:
-    """Apply, in place, the rewrites for ``fmt``'s runtime (after ``deploy_form``)."""
-    return _apply(model, example, RUNTIME_REPLACEMENTS[fmt], RUNTIME_FUSIONS[fmt])
+    """Apply, in place, the runtime rewrites format ``fmt`` declares (after ``deploy_form``)."""
+    wanted = fmts.get(fmt).runtime_rewrites
+    return _apply(model, example, {k: v for k, v in RUNTIME_REPLACEMENTS.items() if k in wanted},
+                  {k: v for k, v in RUNTIME_FUSIONS.items() if k in wanted})
 
 
 def _apply(model: nn.Module, example: torch.Tensor,

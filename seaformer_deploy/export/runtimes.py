@@ -1,4 +1,5 @@
-"""Host runtimes that execute artifacts: ONNX Runtime for .onnx, ExecuTorch's runtime for .pte."""
+"""Host runtimes that execute artifacts for the parity gate: ONNX Runtime for ONNX Runtime's
+formats, ExecuTorch's runtime for .pte (each format names its own in ``formats``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import torch
 
 from ..quiet import native_stderr_captured
+from .tensors import NHWC
 
 
 Orders = list[list[int]]
@@ -49,9 +51,6 @@ def run_pte(path: Path, batches: Sequence[Sequence[np.ndarray]],
 
 
 def _in_order(tensor: torch.Tensor, order: list[int] | None) -> torch.Tensor:
-    if order == [0, 2, 3, 1]:
+    if order == NHWC:
         return tensor.to(memory_format=torch.channels_last)
     return tensor
-
-
-RUNNERS = {"onnx": run_onnx, "pte": run_pte}

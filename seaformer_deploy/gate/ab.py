@@ -23,6 +23,7 @@ import numpy as np
 
 from ..devices import Device, DeviceInfo, device_fingerprint, device_profile, get_device
 from ..devices.probe import CoreChoice
+from ..export import formats as fmts
 from ..export import manifest as mf
 from ..runners.plan import PlannedModel, Protocol
 from ..runners.session import (Runner, RunnerChoice, Staged, build_runners, check_start,
@@ -146,9 +147,8 @@ def _run_ab_locked(opts: ABOptions, progress: Progress | None, device: Device,
                 {p: Sides(a) for p, a in selected.items()}, missing)
     try:
         staged = _stage(device, folders, manifests, selected, runners)
-        if "pte" in runners:
-            runners["pte"].identity["version_output"] = check_start(device, runners["pte"],
-                                                                    staged.workdir)
+        for runner in (r for f, r in runners.items() if fmts.get(f).check_start):
+            runner.identity["version_output"] = check_start(device, runner, staged.workdir)
         plan = [(b, fmt) for b in range(max(1, opts.blocks)) for fmt in runners]
         for index, (block, fmt) in enumerate(plan):
             if progress:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import UserError
+from ..export import formats as fmts
 from ..export import manifest as mf
 from .stats import Shift, latency_problem, unpaired_shift
 from .verdict import INCOMPARABLE, UNSTABLE, Rule, decide, exit_code
@@ -203,8 +204,10 @@ UNIT_ORDER = ("model", "stem", "context", "spatial", "head")
 
 
 def artifact_order(path: str) -> tuple:
-    """Rows in reading order: .pte before .onnx, FP32 before FP16, then model, stem, context,
-    spatial, head."""
+    """Rows in reading order: formats in table order (.pte, .onnx, ...), FP32 before FP16, then
+    model, stem, context, spatial, head."""
     unit, precision, fmt = path.split(".")[:3] if path.count(".") >= 2 else (path, "", "")
     rank = UNIT_ORDER.index(unit) if unit in UNIT_ORDER else len(UNIT_ORDER)
-    return (fmt != "pte", fmt, precision != "fp32", precision, rank, path)
+    known = fmts.of_path(path)
+    return (fmts.rank(known.name if known else fmt), fmt, precision != "fp32", precision, rank,
+            path)

@@ -29,6 +29,7 @@ from pathlib import Path
 from ..devices import Device, DeviceInfo
 from ..devices.adb_link import LinkTimeout
 from ..errors import UserError
+from ..export import formats as fmts
 from . import native
 from .bundle import Launch, elf_interpreter, elf_machine
 from .plan import PlannedModel, Protocol, RunResult, current_model, parse_result, plan_text
@@ -95,8 +96,9 @@ def choose_target(device: Device, info: DeviceInfo, choice: RunnerChoice,
 
 
 def native_runner(device: Device, info: DeviceInfo, choice: RunnerChoice,
-                  profile: dict | None, progress: Progress | None = None) -> Runner:
-    """The native runner build for ``device``, built or found in the cache."""
+                  profile: dict | None, progress: Progress | None = None,
+                  fmt: str = fmts.PTE.name) -> Runner:
+    """The native runner build for ``device``, built or found in the cache, for ``fmt``."""
     if choice.prebuilt is not None:
         build, why = native.load_prebuilt(choice.prebuilt), f"--runner {choice.prebuilt}"
     else:
@@ -110,28 +112,36 @@ def native_runner(device: Device, info: DeviceInfo, choice: RunnerChoice,
                           f"{device.name} is {abi}; drop --runner-target/--runner to get the "
                           f"build for {abi}.")
     identity = {**build.identity(), "chosen_by": why}
-    return Runner("pte", identity, dict(build.files), build.launch)
+    return Runner(fmt, identity, dict(build.files), build.launch)
 
 
-def onnx_runner(device: Device) -> Runner:
-    if device.kind != "local":
-        raise RunnerError("ONNX artifacts run on the local device only; pass --formats pte.")
+def onnx_runner(device: Device, fmt: str = fmts.ONNX.name) -> Runner:
+    """The ONNX Runtime runner (this Python) for ``fmt``; it runs on the local device only."""
+    if device.kind not in fmts.RunnerKind.ONNXRUNTIME.devices:
+        raise RunnerError(f"{fmt.upper()} artifacts run on the local device only; pass "
+                          f"--formats {','.join(device.formats)}.")
     import onnxruntime
 
-    return Runner("onnx", {"runner": "seaformer-onnx-runner", "runtime": "onnxruntime",
-                           "runtime_version": onnxruntime.__version__,
-                           "python": sys.version.split()[0]},
+    return Runner(fmt, {"runner": "seaformer-onnx-runner", "runtime": "onnxruntime",
+                        "runtime_version": onnxruntime.__version__,
+                        "python": sys.version.split()[0]},
                   argv=[sys.executable, "-m", "seaformer_deploy.runners.onnx_runner"])
+
+
+# How each kind of bench runner is made (``Format.runner`` in export/formats.py), from
+# (device, info, choice, profile, progress, format).
+_BUILDERS: dict[fmts.RunnerKind, Callable[..., Runner]] = {
+    fmts.RunnerKind.NATIVE: native_runner,
+    fmts.RunnerKind.ONNXRUNTIME: lambda device, *_, fmt: onnx_runner(device, fmt),
+}
 
 
 def build_runners(formats: set[str], device: Device, info: DeviceInfo, choice: RunnerChoice,
                   profile: dict | None, progress: Progress | None = None) -> dict[str, Runner]:
-    runners = {}
-    if "pte" in formats:
-        runners["pte"] = native_runner(device, info, choice, profile, progress)
-    if "onnx" in formats:
-        runners["onnx"] = onnx_runner(device)
-    return runners
+    """One runner per format, in table order, each of the kind its format declares."""
+    return {name: _BUILDERS[fmts.get(name).runner](device, info, choice, profile, progress,
+                                                    fmt=name)
+            for name in fmts.by_rank(formats)}
 
 
 # -- staging --------------------------------------------------------------------------------

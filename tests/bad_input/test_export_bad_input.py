@@ -76,7 +76,7 @@ OPTIONS = {
     "huge size": (["--input-size", "65536x65536"], "at most 4096"),
     "non-numeric size": (["--input-size", "64xabc"], "is not HEIGHTxWIDTH"),
     "size not a multiple of 32": (["--input-size", "200x200"], "multiples of 32"),
-    "unknown format": (["--formats", "tflite"], "onnx, pte; tflite is not one of them"),
+    "unknown format": (["--formats", "tflite"], "onnx, pte, ort; tflite is not one of them"),
     "no format": (["--formats", ","], "got nothing"),
     "unknown precision": (["--precisions", "int8"], "fp32, fp16; int8 is not one of them"),
     "one unknown precision": (["--precisions", "fp32,bf16"], "bf16 is not one of them"),

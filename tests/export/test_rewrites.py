@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from seaformer_deploy.export import rewrites
+from seaformer_deploy.export import formats, rewrites
 from seaformer_deploy.export.fold import fold_batchnorm
 from seaformer_deploy.export.parity import THRESHOLDS, compare
 from seaformer_deploy.export.pipeline import ExportOptions, export
@@ -57,8 +57,7 @@ RUNTIME_CASES = {"matmul_upsampling": [("onnx", "seaformer-t"), ("onnx", "topfor
 
 def test_every_rewrite_is_tested():
     assert set(FAMILY_OF) == set(rewrites.REPLACEMENTS) | set(rewrites.FUSIONS)
-    runtime = {name for fmt in rewrites.RUNTIME_REPLACEMENTS
-               for name in [*rewrites.RUNTIME_REPLACEMENTS[fmt], *rewrites.RUNTIME_FUSIONS[fmt]]}
+    runtime = {name for fmt in formats.names() for name in formats.get(fmt).runtime_rewrites}
     assert set(RUNTIME_CASES) == runtime
 
 

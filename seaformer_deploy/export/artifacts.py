@@ -1,0 +1,124 @@
+"""One artifact: exported by its format's exporter, written, and checked on its host runtime.
+
+Every artifact runs over the sample images on the runtime its format declares and is compared
+with PyTorch FP32 eager on the original model; the component artifacts are also chained.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import UserError
+from ..models.components import IMAGE
+from . import formats as fmts
+from . import manifest as mf
+from .formats import ExportJob, Format, io_dtype
+from .parity import THRESHOLDS, Metrics, compare, failures, worst
+from .tensors import as_dtype, describe, input_orders
+from .units import WHOLE, Unit
+
+if TYPE_CHECKING:
+    from .pipeline import ExportOptions
+
+REFERENCE = "PyTorch FP32 eager, original model (BatchNorm not folded)"
+
+
+def export_artifact(staging: Path, unit: Unit, fmt: Format, precision: str, env: dict,
+                    opts: ExportOptions, shared: dict) -> dict:
+    """Export, write and check ``unit`` as ``fmt`` in ``precision``; its manifest record.
+    ``shared`` carries what the exporters reuse within one export."""
+    started = time.perf_counter()
+    in_orders = input_orders(fmt, unit, env, opts.pte_layout)
+    job = ExportJob(unit, tuple(env[n][:1] for n in unit.input_names), precision, opts.fp32_io,
+                    tuple(in_orders), fmt, shared)
+    data, details = fmt.exporter(job)
+    path = staging / fmt.file_name(unit.name, precision)
+    _refuse_clash([path.name], _names(staging), f"the {fmt.name} artifact")
+    path.write_bytes(data)
+    if fmt.ort_forms and opts.ort_forms:
+        details["ort_forms"] = _ort_forms(path, fmt, job, env)
+    seconds = round(time.perf_counter() - started, 2)
+    parity, out_orders = _parity(path, fmt, precision, unit, env, job.io_dtype, in_orders)
+    return {"path": path.name, "unit": unit.name, "format": fmt.name, "precision": precision,
+            "sha256": mf.sha256_bytes(data), "bytes": len(data),
+            "inputs": describe(unit.input_names, env, unit, job.io_dtype, in_orders,
+                               inputs=True),
+            "outputs": describe(unit.output_names, env, unit, job.io_dtype, out_orders),
+            **details, "export_seconds": seconds, "parity": parity}
+
+
+def _ort_forms(path: Path, fmt: Format, job: ExportJob, env: dict) -> list[dict]:
+    """ONNX Runtime's optimised graph and ORT format of the artifact, each checked too."""
+    from .onnx_export import save_ort_forms
+
+    before = _names(path.parent)
+    forms = save_ort_forms(path)
+    _refuse_clash([f.name for f in forms.values()], before, f"--ort-forms of {path.name}")
+    return [{"kind": kind, "path": form.name, "sha256": mf.sha256_path(form),
+             "bytes": form.stat().st_size,
+             "parity": _parity(form, fmt, job.precision, job.unit, env, job.io_dtype,
+                               list(job.input_orders))[0]}
+            for kind, form in forms.items()]
+
+
+def _names(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir()}
+
+
+def _refuse_clash(names: list[str], taken: set[str], what: str) -> None:
+    """Two outputs of one export must not share a file name: one would replace the other."""
+    if clash := sorted(set(names) & taken):
+        raise UserError(f"{', '.join(clash)}: {what} would replace a file this export already "
+                        f"wrote; export those formats into separate folders (--out), or drop "
+                        f"the option that writes the other file (such as --ort-forms).")
+
+
+def _parity(path: Path, fmt: Format, precision: str, unit: Unit, env: dict, dtype: str,
+            in_orders: list[list[int]]) -> tuple[dict, list[list[int]]]:
+    """Run every sample through the artifact on its host runtime; compare with the reference.
+    Also returns the memory order of each output, as the runtime produced it."""
+    count = len(env[IMAGE])
+    batches = [[as_dtype(env[n][i:i + 1], dtype) for n in unit.input_names]
+               for i in range(count)]
+    results, out_orders = fmt.host_runtime(path, batches, in_orders)
+    outputs = {name: np.concatenate([r[j] for r in results])
+               for j, name in enumerate(unit.output_names)}
+    metrics = {name: compare(env[name].numpy(), got, unit.output_kind(name))
+               for name, got in outputs.items()}
+    return parity_record(metrics, precision, count), out_orders
+
+
+def parity_record(metrics: dict[str, Metrics], precision: str, count: int) -> dict:
+    summary = worst(list(metrics.values()))
+    fails = failures(summary, precision)
+    return {"reference": REFERENCE, "samples": count,
+            "outputs": {k: m.to_dict() for k, m in metrics.items()},
+            "worst": summary.to_dict(), "thresholds": THRESHOLDS[precision],
+            "passed": not fails, "failures": fails}
+
+
+def chain_parity(staging: Path, artifacts: list[dict], units: list[Unit], env: dict, fmt: str,
+                 precision: str, fp32_io: bool) -> dict:
+    """Feed each component artifact the previous ones' outputs; compare the final output."""
+    dtype = io_dtype(precision, fp32_io)
+    run = fmts.get(fmt).host_runtime
+    count = len(env[IMAGE])
+    produced = {IMAGE: [as_dtype(env[IMAGE][i:i + 1], dtype) for i in range(count)]}
+    components = [u for u in units if u.name != WHOLE]
+    for unit in components:
+        art = next(a for a in artifacts if a["unit"] == unit.name and a["format"] == fmt
+                   and a["precision"] == precision)
+        batches = [[produced[n][i] for n in unit.input_names] for i in range(count)]
+        orders = [t["dim_order"] for t in art["inputs"]]
+        results, _ = run(staging / art["path"], batches, orders)
+        for j, name in enumerate(unit.output_names):
+            produced[name] = [r[j] for r in results]
+    final = components[-1].output_names[0]
+    got = np.concatenate(produced[final])
+    metrics = {final: compare(env[final].numpy(), got, components[-1].output_kind(final))}
+    return {"format": fmt, "precision": precision,
+            "parity": parity_record(metrics, precision, count)}

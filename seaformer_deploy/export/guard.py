@@ -1,0 +1,96 @@
+"""What keeps an export from leaving anything behind: a usable output root, checked first; the
+output root removed again when the export fails; and a Ctrl-C that always stops it."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from ..errors import UserError
+from ..paths import check_writable_folder
+from . import manifest as mf
+
+Progress = Callable[[str, int, int], None]
+
+
+def check_out_root(root: Path, folder: Path) -> None:
+    """Refuse an output root that cannot take the export, without creating anything."""
+    check_writable_folder(root, "--out")
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{folder} is a file, where the export folder would go: move it away "
+                        f"or pass another --out.")
+
+
+@contextlib.contextmanager
+def removed_if_left_empty(root: Path) -> Iterator[None]:
+    """An export that fails or is interrupted removes the output root (and the parents) it
+    created, if they are still empty: nothing was written, so nothing is left."""
+    created = [p for p in (root, *root.parents) if not p.exists()]
+    try:
+        yield
+    except BaseException:
+        for path in created:            # deepest first
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        raise
+
+
+class InterruptGuard:
+    """Makes the first Ctrl-C stop the export, whatever the libraries in between do with it.
+
+    Tracing and lowering code catches exceptions broadly, and a KeyboardInterrupt that lands in
+    it can come out as another exception or not at all (see ``onnx_export.capture``). The guard
+    remembers the interrupt: any exception raised after it, a step that starts after it and the
+    final commit all turn it back into a KeyboardInterrupt. Installed only over the default
+    handler, in the main thread; elsewhere it checks nothing and changes nothing.
+    """
+
+    def __init__(self) -> None:
+        self.interrupted = False
+        self.committed = False          # the export is in place: an interrupt stops nothing
+        self._holding = False           # during the commit: note an interrupt, raise nothing
+        self._previous: object = None
+
+    def __enter__(self) -> InterruptGuard:
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def _on_sigint(self, signum: int, frame: object) -> None:
+        self.interrupted = True
+        if not (self._holding or self.committed):
+            raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.interrupted and not self.committed:
+            raise KeyboardInterrupt
+
+    def checked(self, progress: Progress | None) -> Progress:
+        """``progress``, checking for a lost interrupt at every step."""
+        def report(step: str, done: int, total: int) -> None:
+            self.check()
+            if progress:
+                progress(step, done, total)
+        return report
+
+    def commit(self, staging: mf.StagingDir) -> None:
+        """Swap the staging folder into place, holding back an interrupt meanwhile: one between
+        its two renames would lose the previous export. It comes too late to stop anything,
+        so the export completes."""
+        self.check()
+        self._holding = True
+        try:
+            staging.commit()
+            self.committed = True
+        finally:
+            self._holding = False
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        if self.interrupted and not self.committed and not isinstance(exc, KeyboardInterrupt):
+            raise KeyboardInterrupt from exc    # an interrupt turned into an error, or dropped
