@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.text import Text
 
+from ..export import formats as fmts
 from .common import (CheckpointOpt, ModelOpt, NdkOpt, PrefixOpt, RunnerDirOpt, RunnerTargetOpt,
                      SizeOpt, VariantOpt, app, console, csv, err_console, run_with_progress,
                      runner_choice, user_errors)
@@ -23,7 +24,8 @@ def bench_cmd(
     artifacts: Annotated[Optional[Path], typer.Option(
         help="An export folder; default: export --variant/--model first (cached).")] = None,
     checkpoint: CheckpointOpt = None, input_size: SizeOpt = None,
-    formats: Annotated[str, typer.Option(help="Comma-separated: pte, onnx.")] = "pte,onnx",
+    formats: Annotated[str, typer.Option(
+        help=f"Comma-separated: {', '.join(fmts.by_rank())}.")] = ",".join(fmts.bench_defaults()),
     precisions: Annotated[str, typer.Option(help="Comma-separated: fp32, fp16.")] = "fp32,fp16",
     core: Annotated[Optional[int], typer.Option(help="CPU to pin (default: the fastest).")
                     ] = None,

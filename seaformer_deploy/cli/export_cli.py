@@ -10,6 +10,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from ..export import formats as fmts
 from .common import (CheckpointOpt, ClassesOpt, ModelOpt, SizeOpt, TrustOpt, VariantOpt, app,
                      console, csv, err_console, run_with_progress, user_errors)
 
@@ -20,7 +21,8 @@ def export_cmd(
     variant: VariantOpt = None, model: ModelOpt = None, checkpoint: CheckpointOpt = None,
     trust_checkpoint: TrustOpt = False, num_classes: ClassesOpt = None,
     input_size: SizeOpt = None,
-    formats: Annotated[str, typer.Option(help="Comma-separated: onnx, pte.")] = "onnx,pte",
+    formats: Annotated[str, typer.Option(
+        help=f"Comma-separated: {', '.join(fmts.names())}.")] = ",".join(fmts.export_defaults()),
     precisions: Annotated[str, typer.Option(help="Comma-separated: fp32, fp16.")] = "fp32,fp16",
     components: Annotated[bool, typer.Option(
         "--components/--no-components", help="Also export stem, context, spatial and head.")

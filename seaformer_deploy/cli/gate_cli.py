@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.text import Text
 
+from ..export import formats as fmts
 from .common import (NdkOpt, PrefixOpt, RunnerDirOpt, RunnerTargetOpt, app, console, csv,
                      err_console, run_with_progress, runner_choice, user_errors)
 
@@ -29,7 +30,8 @@ def gate_cmd(
     candidate_artifacts: Annotated[Optional[Path], typer.Option(
         help="A/B: the candidate export folder.")] = None,
     formats: Annotated[Optional[str], typer.Option(
-        help="Comma-separated formats to gate (default: all in reports; pte in A/B).")] = None,
+        help=f"Comma-separated formats to gate, of {', '.join(fmts.by_rank())} (default: all in "
+             f"reports; {fmts.PTE.name} in A/B).")] = None,
     precisions: Annotated[Optional[str], typer.Option(
         help="Comma-separated precisions (default: all in reports; fp32,fp16 in A/B).")] = None,
     units: Annotated[Optional[str], typer.Option(

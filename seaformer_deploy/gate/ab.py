@@ -41,7 +41,7 @@ class ABOptions:
     baseline: Path                   # export folders
     candidate: Path
     device: str | None = None
-    selection: Selection = Selection(formats=("pte",), precisions=("fp32",))
+    selection: Selection = Selection(formats=(fmts.PTE.name,), precisions=("fp32",))
     core: int | None = None
     blocks: int = 4                  # runner processes, alternating which side goes first
     rounds: int = 8                  # pairs per artifact per block

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import option
+from ..export import formats as fmts
 from ..runners.session import RunnerChoice
 from . import baselines as bl
 from .compare import GateError, GateResult, Selection
 from .verdict import Rule
 
 Progress = Callable[[str, int, int], None]
-AB_FORMATS = ("pte",)                # what an A/B run gates unless told otherwise
+AB_FORMATS = (fmts.PTE.name,)                # what an A/B run gates unless told otherwise
 AB_PRECISIONS = ("fp32", "fp16")
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 
 from ..errors import UserError
 from ..export.manifest import StagingDir, write_json
+from ..export.formats import with_format_enum
 from .build import SCHEMA_NAME, SCHEMA_VERSION
 from .plots import plot_components, plot_distributions
 from .summary import markdown
@@ -36,7 +37,7 @@ class ReportError(UserError):
 
 
 def schema() -> dict:
-    return json.loads(Path(__file__).with_name("report.schema.json").read_text())
+    return with_format_enum(json.loads(Path(__file__).with_name("report.schema.json").read_text()))
 
 
 @functools.cache
