@@ -93,6 +93,7 @@ class ABRun:
     missing: dict[str, str]          # artifact -> side it is missing from
     blocks: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    events: list[str] = field(default_factory=list)   # teardown steps that failed
 
 
 @dataclass(frozen=True)
@@ -124,17 +125,19 @@ def run_ab(opts: ABOptions, progress: Progress | None = None,
     inputs = inputs or check_inputs(opts)
     device = device or get_device(opts.device)
     device.acquire_lock(opts.wait_seconds)
+    events: list[str] = []
     try:
-        return _run_ab_locked(opts, progress, device, inputs.folders, inputs.manifests,
-                              inputs.selected, inputs.missing, started)
+        run = _run_ab_locked(opts, progress, device, inputs.folders, inputs.manifests,
+                             inputs.selected, inputs.missing, started, events)
     finally:
-        device.release_lock()
-        device.close()
+        _teardown(events, device.release_lock, device.close)
+    run.events = events
+    return run
 
 
 def _run_ab_locked(opts: ABOptions, progress: Progress | None, device: Device,
                    folders: dict, manifests: dict, selected: dict, missing: dict,
-                   started: float) -> ABRun:
+                   started: float, events: list[str]) -> ABRun:
     info = device.probe()
     choice = device.choose_core(info, opts.core)
     protocol = Protocol(core=choice.core, threads=1, warmup_iterations=opts.warmup_iterations,
@@ -164,10 +167,20 @@ def _run_ab_locked(opts: ABOptions, progress: Progress | None, device: Device,
                     run.sides[p].samples[side].append(got.samples_ms)
                     run.sides[p].rounds[side].append(got.rounds)
     finally:
-        device.kill_session()
-        device.cleanup()
+        _teardown(events, device.kill_session, device.cleanup)
     run.seconds = time.perf_counter() - started
     return run
+
+
+def _teardown(events: list[str], *steps: Callable[[], object]) -> None:
+    """Run every step; a failing one is noted in ``events``, never raised: raised from a
+    ``finally`` it would replace what is propagating (a Ctrl-C's KeyboardInterrupt, exit 130)
+    and skip the steps after it (the device lock would stay held)."""
+    for step in steps:
+        try:
+            step()
+        except Exception as exc:              # noqa: BLE001 - recorded, see the docstring
+            events.append(f"cleanup: {getattr(step, '__name__', step)} failed: {exc}")
 
 
 def _load(folder: Path, side: str) -> dict:
@@ -279,4 +292,5 @@ def measurements(run: ABRun) -> dict:
                 "iterations_per_round": run.options.iterations, "blocks": run.options.blocks,
                 "sides": {"A": "baseline", "B": "candidate"}},
             "runners": runners, "blocks": run.blocks, "seconds": round(run.seconds, 2),
+            "events": run.events,
             "samples": artifacts}

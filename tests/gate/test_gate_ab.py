@@ -103,3 +103,22 @@ def test_modes_do_not_mix(tmp_path, small_export):
     result = CliRunner().invoke(app, ["gate", "--baseline-artifacts", folder,
                                       "--candidate-artifacts", folder])
     assert result.exit_code == 2 and "need --ab" in result.output
+
+
+def test_teardown_failures_are_recorded_and_never_replace_a_ctrl_c():
+    """A cleanup step that fails after a Ctrl-C (a link left mid-packet) must neither replace the
+    KeyboardInterrupt (the CLI's exit 130) nor skip the steps after it (the device lock)."""
+    from seaformer_deploy.gate import ab
+
+    released, events = [], []
+
+    def kill_session() -> None:
+        raise OSError("link gone")
+
+    with pytest.raises(KeyboardInterrupt):
+        try:
+            raise KeyboardInterrupt
+        finally:
+            ab._teardown(events, kill_session, lambda: released.append(True))
+    assert released == [True]
+    assert events == ["cleanup: kill_session failed: link gone"]
