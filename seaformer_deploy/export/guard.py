@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import UserError, option
 from ..paths import check_writable_folder
 from . import manifest as mf
 
@@ -18,10 +18,10 @@ Progress = Callable[[str, int, int], None]
 
 def check_out_root(root: Path, folder: Path) -> None:
     """Refuse an output root that cannot take the export, without creating anything."""
-    check_writable_folder(root, "--out")
+    check_writable_folder(root, option("out_root"))
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{folder} is a file, where the export folder would go: move it away "
-                        f"or pass another --out.")
+                        f"or pass another {option('out_root')}.")
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UserError
+from ..errors import OptionError, UserError, option
 from ..models import SegmentationModel, create, get_spec
 from ..models.registry import build_skeleton, check_num_classes
 from ..models.checkpoint import check_checkpoint_file, sha256_file
@@ -142,23 +142,24 @@ def _check_options(opts: ExportOptions) -> None:
     if spec.task != "segmentation":
         raise UserError(f"{spec.name} is a classifier; export takes segmentation models "
                         f"(e.g. {spec.name.removesuffix('-cls')}).")
-    for values, allowed, flag in ((opts.formats, fmts.names(), "--formats"),
-                                  (opts.precisions, PRECISIONS, "--precisions")):
+    for values, allowed, field in ((opts.formats, fmts.names(), "formats"),
+                                   (opts.precisions, PRECISIONS, "precisions")):
+        flag = option(field)
         bad = [v for v in values if v not in allowed]
         if bad or not values:
             got = f"{', '.join(bad)} is not one of them" if bad else "got nothing"
-            raise UserError(f"{flag} takes a comma-separated subset of {', '.join(allowed)}; "
+            raise OptionError(f"{flag} takes a comma-separated subset of {', '.join(allowed)}; "
                             f"{got} (e.g. {flag} {','.join(allowed)}).")
     if opts.pte_layout not in ("nchw", "nhwc"):
-        raise UserError(f"--pte-layout takes nchw or nhwc, got {opts.pte_layout!r}.")
+        raise OptionError(f"{option('pte_layout')} takes nchw or nhwc, got {opts.pte_layout!r}.")
     if opts.output not in OUTPUT_MODES:
-        raise UserError(f"--output takes {' or '.join(OUTPUT_MODES)}, got {opts.output!r}.")
+        raise OptionError(f"{option('output')} takes {' or '.join(OUTPUT_MODES)}, got {opts.output!r}.")
     if opts.extra_work < 0:
-        raise UserError(f"--extra-work takes a count >= 0, got {opts.extra_work}.")
+        raise OptionError(f"{option('extra_work')} takes a count >= 0, got {opts.extra_work}.")
     if not 1 <= opts.samples <= len(SAMPLE_NAMES):
-        raise UserError(f"--samples takes 1..{len(SAMPLE_NAMES)}, got {opts.samples}.")
+        raise OptionError(f"{option('samples')} takes 1..{len(SAMPLE_NAMES)}, got {opts.samples}.")
     if not 0 <= opts.seed < 2**63:
-        raise UserError(f"--seed takes an integer from 0 to 2**63 - 1, got {opts.seed}.")
+        raise OptionError(f"{option('seed')} takes an integer from 0 to 2**63 - 1, got {opts.seed}.")
     check_num_classes(opts.num_classes)
     if opts.checkpoint is not None:     # its sha256 goes into the cache key: check it first
         check_checkpoint_file(Path(opts.checkpoint))
