@@ -12,48 +12,54 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import OptionError, option
 from ..export import formats as fmts
 from ..export import manifest as mf
 
 PRECISIONS = ("fp32", "fp16")
 
 
-class BenchInputError(UserError):
+class BenchInputError(OptionError):
     pass
 
 
 def check_options(opts) -> None:
-    """Range checks on BenchOptions; each message names the option and what it accepts."""
+    """Range checks on BenchOptions; each message names the option (its field: the CLI shows
+    the flag) and what it accepts."""
     p = opts.protocol
-    counts = {"--iterations": p.iterations, "--rounds": p.rounds, "--blocks": opts.blocks}
+    counts = {"iterations": p.iterations, "rounds": p.rounds, "blocks": opts.blocks}
     for name, value in counts.items():
         if value < 1:
-            raise BenchInputError(f"{name} {value}: must be at least 1.")
+            raise BenchInputError(f"{option(name)} {value}: must be at least 1.")
     if p.warmup_iterations < 0:
-        raise BenchInputError(f"--warmup {p.warmup_iterations}: must be 0 or more.")
-    seconds = {"--warmup-seconds": p.warmup_seconds, "--min-seconds": p.min_seconds,
-               "--cooldown": p.cooldown_seconds, "--wait": opts.wait_seconds,
-               "--block-pause": opts.thermal.pause_seconds,
-               "--max-temp-wait": opts.thermal.max_wait_seconds}
+        raise BenchInputError(f"{option('warmup_iterations')} {p.warmup_iterations}: must be 0 "
+                              f"or more.")
+    seconds = {"warmup_seconds": p.warmup_seconds, "min_seconds": p.min_seconds,
+               "cooldown_seconds": p.cooldown_seconds, "wait_seconds": opts.wait_seconds,
+               "pause_seconds": opts.thermal.pause_seconds,
+               "max_wait_seconds": opts.thermal.max_wait_seconds}
     for name, value in seconds.items():
         if not math.isfinite(value) or value < 0:
-            raise BenchInputError(f"{name} {value}: must be a finite number of seconds >= 0.")
+            raise BenchInputError(f"{option(name)} {value}: must be a finite number of seconds "
+                                  f">= 0.")
     if opts.runner_timeout is not None and not opts.runner_timeout > 0:
-        raise BenchInputError(f"--runner-timeout {opts.runner_timeout}: must be > 0 seconds.")
+        raise BenchInputError(f"{option('runner_timeout')} {opts.runner_timeout}: must be > 0 "
+                              f"seconds.")
     if not 0 < opts.cv_limit < 10:
-        raise BenchInputError(f"--cv-limit {opts.cv_limit}: must be a fraction such as 0.05.")
+        raise BenchInputError(f"{option('cv_limit')} {opts.cv_limit}: must be a fraction such "
+                              f"as 0.05.")
     if opts.core is not None and opts.core < 0:
-        raise BenchInputError(f"--core {opts.core}: must be a CPU number (0 or more).")
-    _known("--formats", opts.formats, fmts.by_rank())
-    _known("--precisions", opts.precisions, PRECISIONS)
+        raise BenchInputError(f"{option('core')} {opts.core}: must be a CPU number (0 or more).")
+    _known("formats", opts.formats, fmts.by_rank())
+    _known("precisions", opts.precisions, PRECISIONS)
 
 
-def _known(option: str, values: tuple[str, ...], allowed: tuple[str, ...]) -> None:
+def _known(field: str, values: tuple[str, ...], allowed: tuple[str, ...]) -> None:
+    name = option(field)
     if not values:
-        raise BenchInputError(f"{option} is empty: pass one or more of {', '.join(allowed)}.")
+        raise BenchInputError(f"{name} is empty: pass one or more of {', '.join(allowed)}.")
     if unknown := [v for v in values if v not in allowed]:
-        raise BenchInputError(f"{option} {','.join(unknown)}: exports hold "
+        raise BenchInputError(f"{name} {','.join(unknown)}: exports hold "
                               f"{_listed(allowed)} artifacts; pass those.")
 
 
@@ -69,12 +75,14 @@ def check_export_matches(manifest: dict, folder: Path, model: str | None,
     have_model = manifest["model"]["name"]
     have_size = tuple(manifest["input"]["size"])
     if model is not None and model != have_model:
-        raise BenchInputError(f"--artifacts {folder} holds {have_model}, not {model}: drop "
-                              f"--variant/--model, or pass the export of {model}.")
+        raise BenchInputError(f"{option('artifacts')} {folder} holds {have_model}, not "
+                              f"{model}: drop {option('variant')}/{option('model')}, or pass "
+                              f"the export of {model}.")
     if input_size is not None and tuple(input_size) != have_size:
-        raise BenchInputError(f"--artifacts {folder} was exported at "
+        raise BenchInputError(f"{option('artifacts')} {folder} was exported at "
                               f"{have_size[0]}x{have_size[1]}, not "
-                              f"{input_size[0]}x{input_size[1]}: drop --input-size, or pass "
+                              f"{input_size[0]}x{input_size[1]}: drop {option('input_size')}, "
+                              f"or pass "
                               f"that export.")
 
 

@@ -24,7 +24,8 @@ __all__ = ["app", "check_artifacts_options", "console", "csv", "err_console", "f
 # Library fields whose flag is not ``--`` + the field with dashes.
 FLAGS = {"out_root": "--out", "json_out": "--json", "warmup_iterations": "--warmup",
          "wait_seconds": "--wait", "prebuilt": "--runner", "target": "--runner-target",
-         "transport": "--adb-transport", "direct": "--device"}
+         "transport": "--adb-transport", "direct": "--device", "cooldown_seconds": "--cooldown",
+         "pause_seconds": "--block-pause", "max_wait_seconds": "--max-temp-wait"}
 
 
 def flag(field: str) -> str:
