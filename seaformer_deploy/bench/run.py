@@ -34,7 +34,7 @@ from ..devices.adb_link import LinkLost
 from ..devices.choice import device_profile, pick_core
 from ..devices.frequency import FrequencyLock
 from ..devices.probe import CoreChoice, DeviceState
-from ..errors import UserError
+from ..errors import UserError, option
 from ..export import formats as fmts
 from ..export import manifest as mf
 from ..runners.plan import ModelRun, PlannedModel, Protocol, RunResult, read_output
@@ -269,13 +269,13 @@ def _select(manifest: dict, opts: BenchOptions, device: Device) -> list[dict]:
     formats = [f for f in opts.formats if f in device.formats]
     if not formats:
         raise BenchError(f"device {device.name} runs {', '.join(device.formats)} artifacts; "
-                         f"--formats asked for {', '.join(opts.formats)}.")
+                         f"{option('formats')} asked for {', '.join(opts.formats)}.")
     chosen = [a for a in manifest["artifacts"]
               if a["format"] in formats and a["precision"] in opts.precisions]
     if not chosen:
         raise BenchError(f"the export has no {'/'.join(formats)} artifact in "
-                         f"{'/'.join(opts.precisions)}; re-export with those --formats and "
-                         f"--precisions.")
+                         f"{'/'.join(opts.precisions)}; re-export with those "
+                         f"{option('formats')} and {option('precisions')}.")
     return chosen
 
 

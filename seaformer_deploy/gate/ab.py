@@ -23,6 +23,7 @@ import numpy as np
 
 from ..devices import Device, DeviceInfo, device_fingerprint, device_profile, get_device
 from ..devices.probe import CoreChoice
+from ..errors import option
 from ..export import formats as fmts
 from ..export import manifest as mf
 from ..runners.plan import PlannedModel, Protocol
@@ -53,13 +54,13 @@ class ABOptions:
 
     def __post_init__(self) -> None:
         """Refuse counts that cannot give a verdict before anything is staged or measured."""
-        for option, value, least in (("--blocks", self.blocks, 1), ("--rounds", self.rounds, 1),
-                                     ("--iterations", self.iterations, 1),
-                                     ("--warmup", self.warmup_iterations, 0),
-                                     ("--wait", self.wait_seconds, 0)):
+        for field, value, least in (("blocks", self.blocks, 1), ("rounds", self.rounds, 1),
+                                    ("iterations", self.iterations, 1),
+                                    ("warmup_iterations", self.warmup_iterations, 0),
+                                    ("wait_seconds", self.wait_seconds, 0)):
             if not value >= least:                    # also refuses NaN
-                raise GateError(f"{option} {value} is below {least}: an A/B run needs at least "
-                                f"{least}.")
+                raise GateError(f"{option(field)} {value} is below {least}: an A/B run needs at "
+                                f"least {least}.")
 
 
 @dataclass

@@ -7,6 +7,7 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..errors import option
 from ..export import manifest as mf
 from .compare import GateError, GateResult
 from .verdict import EXIT_ERROR, EXIT_PASS, EXIT_REGRESSION, EXIT_UNSTABLE
@@ -78,15 +79,15 @@ def check_destinations(root: Path, json_path: Path | None) -> None:
     lost after a long A/B run helps no one. Creates nothing."""
     root = Path(root)
     if root.exists() and not root.is_dir():
-        raise GateError(f"--out {root} is a file, not a folder: pass a folder for the verdict "
+        raise GateError(f"{option('out')} {root} is a file, not a folder: pass a folder for the verdict "
                         f"folders.")
     if json_path is not None:
         json_path = Path(json_path)
         if json_path.is_dir():
-            raise GateError(f"--json {json_path} is a folder: pass a file name for the "
+            raise GateError(f"{option('json_out')} {json_path} is a folder: pass a file name for the "
                             f"verdict JSON.")
         if json_path.parent.exists() and not json_path.parent.is_dir():
-            raise GateError(f"--json {json_path}: {json_path.parent} is a file, not a folder.")
+            raise GateError(f"{option('json_out')} {json_path}: {json_path.parent} is a file, not a folder.")
 
 
 def write(result: GateResult, root: Path, json_path: Path | None,
@@ -96,7 +97,8 @@ def write(result: GateResult, root: Path, json_path: Path | None,
     try:
         return _write(result, Path(root), json_path, extra)
     except OSError as exc:
-        raise GateError(f"cannot write the verdict ({exc}): pass --out (and --json) where you "
+        raise GateError(f"cannot write the verdict ({exc}): pass {option('out')} (and "
+                        f"{option('json_out')}) where you "
                         f"can write.") from None
 
 

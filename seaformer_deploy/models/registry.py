@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ..errors import UserError
+from ..errors import UserError, option
 from .base import ZooModel
 
 
@@ -86,13 +86,14 @@ def variants() -> list[str]:
 def resolve_name(variant: str | None = None, model: str | None = None) -> str:
     """CLI shorthand: ``--variant T`` means ``seaformer-t``; ``--model`` takes any registry name."""
     if variant and model:
-        raise UserError("give either --variant or --model, not both")
+        raise UserError(f"give either {option('variant')} or {option('model')}, not both")
     if model:
         return get_spec(model).name
     variant = (variant or "T").strip().upper()
     if variant not in variants():
-        raise UserError(f"unknown variant {variant!r}: --variant takes one of "
-                        f"{', '.join(variants())} (SeaFormer segmentation); use --model for "
+        raise UserError(f"unknown variant {variant!r}: {option('variant')} takes one of "
+                        f"{', '.join(variants())} (SeaFormer segmentation); use "
+                        f"{option('model')} for "
                         f"other models: {', '.join(MODELS)}.")
     return f"{VARIANT_FAMILY}-{variant.lower()}"
 
@@ -104,7 +105,7 @@ MAX_CLASSES = 100_000
 def check_num_classes(num_classes: int | None) -> None:
     """``None`` means the default; anything else must be a usable class count."""
     if num_classes is not None and not 1 <= num_classes <= MAX_CLASSES:
-        raise UserError(f"--num-classes takes a count from 1 to {MAX_CLASSES:,}, got "
+        raise UserError(f"{option('num_classes')} takes a count from 1 to {MAX_CLASSES:,}, got "
                         f"{num_classes}. Drop it to use the checkpoint's (or the model's "
                         f"default: 150 ADE20K classes for segmenters, 1000 for classifiers).")
 
