@@ -144,8 +144,8 @@ def main() -> None:
                          iterations=args.iterations, min_seconds=0.0, rounds=1)
         onnx_models = [PlannedModel("official", str(official), inputs),
                        PlannedModel("ours.onnx", str(ours.folder / "model.fp32.onnx"), inputs)]
-        pte = next(a for a in ours.manifest["artifacts"] if a["path"] == "model.fp32.pte")
-        ours_inputs = (str(ours.folder / pte["inputs"][0]["file"]),)   # channels-last bytes
+        pte = ours.manifest.artifact("model.fp32.pte")
+        ours_inputs = (str(ours.folder / pte.inputs[0].file),)   # channels-last bytes
         pte_models = [PlannedModel("naive.pte", str(naive.folder / "model.fp32.pte"), inputs),
                       PlannedModel("ours.pte", str(ours.folder / "model.fp32.pte"), ours_inputs)]
         samples: dict[str, list[float]] = {}
@@ -174,8 +174,8 @@ def main() -> None:
                    "ours_pte_over_floor": medians["ours.pte"] / medians["floor"]},
         "ours_pte_delegation": {"partitions": pte["executorch"]["partitions"],
                                 "outside": pte["executorch"]["non_delegated_ops"]},
-        "naive_pte_partitions": naive.manifest["artifacts"][0]["executorch"]["partitions"],
-        "rewrites": ours.manifest["deploy_form"]["rewrites"],
+        "naive_pte_partitions": naive.manifest.artifacts[0].executorch["partitions"],
+        "rewrites": ours.manifest.deploy_form["rewrites"],
     }
     print(f"\n{args.model} {h}x{w} FP32, cpu{core}, 1 thread, {args.rounds} rounds x "
           f"{args.iterations} iterations ({flop / 1e9:.3f} GFLOP; SGEMM peak {peak:.0f} GFLOP/s)")

@@ -102,7 +102,7 @@ def report_trial(baseline: dict, cand: Path, rule: Rule) -> dict:
 
 def _model_sha256(folder: Path) -> str:
     manifest = mf.load(folder)
-    return next(a["sha256"] for a in manifest["artifacts"] if a["path"] == "model.fp32.pte")
+    return manifest.artifact("model.fp32.pte").sha256
 
 
 def summarize(trials: dict[str, list[dict]]) -> dict:

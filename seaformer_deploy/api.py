@@ -53,7 +53,8 @@ def export(model: str = DEFAULT_MODEL, *, progress: Progress | None = None,
             samples, extra_work, force.
 
     Returns:
-        ExportResult: ``folder`` (the export folder), ``manifest`` (its manifest.json),
+        ExportResult: ``folder`` (the export folder), ``manifest`` (its manifest.json as a
+        ``seaformer_deploy.export.records.Manifest``; ``to_dict()`` gives the JSON),
         ``cached`` (nothing was re-exported) and ``warnings``.
 
     Raises:

@@ -100,7 +100,7 @@ def test_export_prints_the_folder_as_it_is(small_export, tmp_path):
     """A folder whose name reads as Rich markup prints literally (here a cached export)."""
     root = tmp_path / "[bold]x[/bold]"
     shutil.copytree(small_export.folder, root / small_export.folder.name)
-    size = "x".join(map(str, small_export.manifest["input"]["size"]))
+    size = "x".join(map(str, small_export.manifest.to_dict()["input"]["size"]))
     result = runner.invoke(app, ["export", "--variant", "T", "--input-size", size,
                                  "--out", str(root)])
     assert result.exit_code == 0, result.output

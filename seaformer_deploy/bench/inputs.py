@@ -15,6 +15,7 @@ from pathlib import Path
 from ..errors import OptionError, option
 from ..export import formats as fmts
 from ..export import manifest as mf
+from ..export.records import Artifact, Manifest
 
 PRECISIONS = ("fp32", "fp16")
 
@@ -68,12 +69,12 @@ def _listed(words: tuple[str, ...]) -> str:
     return " and ".join(filter(None, (", ".join(words[:-1]), words[-1])))
 
 
-def check_export_matches(manifest: dict, folder: Path, model: str | None,
+def check_export_matches(manifest: Manifest, folder: Path, model: str | None,
                          input_size: tuple[int, int] | None) -> None:
     """``--variant/--model/--input-size`` given with ``--artifacts`` must describe that export
     (they are not ignored: a bench of the wrong model would look like the right one)."""
-    have_model = manifest["model"]["name"]
-    have_size = tuple(manifest["input"]["size"])
+    have_model = manifest.model.name
+    have_size = tuple(manifest.input.size)
     if model is not None and model != have_model:
         raise BenchInputError(f"{option('artifacts')} {folder} holds {have_model}, not "
                               f"{model}: drop {option('variant')}/{option('model')}, or pass "
@@ -86,14 +87,13 @@ def check_export_matches(manifest: dict, folder: Path, model: str | None,
                               f"that export.")
 
 
-def verify_files(folder: Path, manifest: dict, selected: list[dict]) -> dict[str, str]:
+def verify_files(folder: Path, manifest: Manifest, selected: list[Artifact]) -> dict[str, str]:
     """Hash every file the selected artifacts need; path -> sha256 of the file as it is.
     A missing file or one that differs from the manifest is an error listing them all."""
-    claimed = {t["path"]: t["sha256"] for t in manifest["tensors"]}
-    claimed |= {a["path"]: a["sha256"] for a in selected}
-    needed = [a["path"] for a in selected]
-    needed += [io["file"] for a in selected for io in [*a["inputs"], *a["outputs"]]
-               if "file" in io]
+    claimed = {t.path: t.sha256 for t in manifest.tensors}
+    claimed |= {a.path: a.sha256 for a in selected}
+    needed = [a.path for a in selected]
+    needed += [file for a in selected for file in a.files()]
     hashes, problems = {}, []
     for path in dict.fromkeys(needed):
         file = Path(folder) / path

@@ -37,6 +37,7 @@ from ..devices.probe import CoreChoice, DeviceState
 from ..errors import UserError, option
 from ..export import formats as fmts
 from ..export import manifest as mf
+from ..export.records import Artifact, Manifest
 from ..runners.plan import ModelRun, PlannedModel, Protocol, RunResult, read_output
 from ..runners.session import (Runner, RunnerChoice, RunnerDied, Staged, build_runners,
                                check_start, make_dirs, run_plan, stage_files)
@@ -73,7 +74,7 @@ class BenchError(UserError):
 
 @dataclass
 class Measurement:
-    artifact: dict                  # the manifest's entry
+    artifact: Artifact              # the manifest's record, sha256 as hashed here
     runs: list[ModelRun] = field(default_factory=list)
     outputs: list[np.ndarray] | None = None
     failure: dict | None = None     # why this artifact has no result (runner died or hung)
@@ -83,7 +84,7 @@ class Measurement:
 class BenchRun:
     """Everything a report is made of."""
 
-    manifest: dict
+    manifest: Manifest
     folder: Path
     options: BenchOptions
     info: DeviceInfo
@@ -128,8 +129,8 @@ def bench(opts: BenchOptions, progress: Progress | None = None,
         device.close()
 
 
-def _bench_locked(opts: BenchOptions, progress: Progress | None, device: Device, manifest: dict,
-                  folder: Path, started: float) -> BenchRun:
+def _bench_locked(opts: BenchOptions, progress: Progress | None, device: Device,
+                  manifest: Manifest, folder: Path, started: float) -> BenchRun:
     info = device.probe()
     require_sensor(device.state(), opts.thermal, device.name)
     profile = device_profile(info)
@@ -137,8 +138,8 @@ def _bench_locked(opts: BenchOptions, progress: Progress | None, device: Device,
     protocol = replace(opts.protocol, core=choice.core)
     selected = _select(manifest, opts, device)
     hashes = verify_files(folder, manifest, selected)
-    selected = [{**a, "sha256": hashes[a["path"]]} for a in selected]   # what runs, hashed here
-    runners = build_runners({a["format"] for a in selected}, device, info, opts.runner,
+    selected = [replace(a, sha256=hashes[a.path]) for a in selected]   # what runs, hashed here
+    runners = build_runners({a.format for a in selected}, device, info, opts.runner,
                             profile, progress)
     run = BenchRun(manifest, folder, opts, info, choice, protocol, runners, [],
                    [Measurement(a) for a in selected], started, profile=profile)
@@ -191,12 +192,12 @@ def _run_blocks(run: BenchRun, device: Device, staged: Staged, progress: Progres
                                    run.choice.core, policy, guard)
 
 
-def _resilient_block(run: BenchRun, device: Device, runner: Runner, arts: list[dict],
+def _resilient_block(run: BenchRun, device: Device, runner: Runner, arts: list[Artifact],
                      staged: Staged, index: int, with_outputs: bool) -> dict | None:
     """Run one block to the end despite faults (see the module docstring); returns its record,
     or None when every artifact in it failed."""
-    by_path = {m.artifact["path"]: m for m in run.measurements}
-    pending = [a for a in arts if by_path[a["path"]].failure is None]
+    by_path = {m.artifact.path: m for m in run.measurements}
+    pending = [a for a in arts if by_path[a.path].failure is None]
     attempt = losses = unexplained = 0
     while pending:
         tag = str(index) if attempt == 0 else f"{index}.{attempt}"
@@ -212,22 +213,22 @@ def _resilient_block(run: BenchRun, device: Device, runner: Runner, arts: list[d
             device.kill_session()
             continue
         except RunnerDied as exc:
-            culprit = next((a for a in pending if a["path"] == exc.model), None)
+            culprit = next((a for a in pending if a.path == exc.model), None)
             if culprit is None and unexplained == 0:
                 unexplained += 1
                 run.events.append(f"block {index}: {exc.reason()} before any artifact started; "
                                   f"block rerun")
                 continue
             for art in [culprit] if culprit else list(pending):
-                by_path[art["path"]].failure = exc.record(index)
+                by_path[art.path].failure = exc.record(index)
                 pending.remove(art)
-                run.events.append(f"{art['path']}: failed in block {index}: {exc.reason()}"
+                run.events.append(f"{art.path}: failed in block {index}: {exc.reason()}"
                                   + ("; the rest of the block rerun" if pending else ""))
             continue
         block["attempts"] = attempt
         run.blocks.append(block)
         for art in pending:
-            by_path[art["path"]].runs.append(result.models[art["path"]])
+            by_path[art.path].runs.append(result.models[art.path])
         return block
     return None
 
@@ -265,13 +266,13 @@ def _quietly(step: Callable) -> BaseException | None:
     return None
 
 
-def _select(manifest: dict, opts: BenchOptions, device: Device) -> list[dict]:
+def _select(manifest: Manifest, opts: BenchOptions, device: Device) -> list[Artifact]:
     formats = [f for f in opts.formats if f in device.formats]
     if not formats:
         raise BenchError(f"device {device.name} runs {', '.join(device.formats)} artifacts; "
                          f"{option('formats')} asked for {', '.join(opts.formats)}.")
-    chosen = [a for a in manifest["artifacts"]
-              if a["format"] in formats and a["precision"] in opts.precisions]
+    chosen = [a for a in manifest.artifacts
+              if a.format in formats and a.precision in opts.precisions]
     if not chosen:
         raise BenchError(f"the export has no {'/'.join(formats)} artifact in "
                          f"{'/'.join(opts.precisions)}; re-export with those "
@@ -279,22 +280,22 @@ def _select(manifest: dict, opts: BenchOptions, device: Device) -> list[dict]:
     return chosen
 
 
-def _stage(folder: Path, manifest: dict, selected: list[dict], runners: dict[str, Runner],
-           device: Device) -> Staged:
-    local = {a["path"]: folder / a["path"] for a in selected}
-    local |= {t["path"]: folder / t["path"] for t in manifest["tensors"]}
+def _stage(folder: Path, manifest: Manifest, selected: list[Artifact],
+           runners: dict[str, Runner], device: Device) -> Staged:
+    local = {a.path: folder / a.path for a in selected}
+    local |= {t.path: folder / t.path for t in manifest.tensors}
     staged = stage_files(device, local, runners)
-    make_dirs(device, [f"{staged.workdir}/outputs/{a['path']}" for a in selected])
+    make_dirs(device, [f"{staged.workdir}/outputs/{a.path}" for a in selected])
     return staged
 
 
-def block_plan(selected: list[dict], blocks: int) -> list[tuple[str, list[dict]]]:
+def block_plan(selected: list[Artifact], blocks: int) -> list[tuple[str, list[Artifact]]]:
     """Blocks alternate between runners, in table order (pte, onnx, onnx, pte, ...)."""
-    formats = fmts.by_rank({a["format"] for a in selected})
+    formats = fmts.by_rank({a.format for a in selected})
     plan = []
     for b in range(max(1, blocks)):
         order = formats if b % 2 == 0 else formats[::-1]
-        plan += [(f, [a for a in selected if a["format"] == f]) for f in order]
+        plan += [(f, [a for a in selected if a.format == f]) for f in order]
     return plan
 
 
@@ -306,12 +307,12 @@ def block_protocol(protocol: Protocol, blocks: int) -> Protocol:
                    rounds=max(1, math.ceil(protocol.rounds / blocks)))
 
 
-def _run_block(device: Device, runner: Runner, arts: list[dict], staged: Staged,
+def _run_block(device: Device, runner: Runner, arts: list[Artifact], staged: Staged,
                protocol: Protocol, opts: BenchOptions, tag: str,
                with_outputs: bool) -> tuple[dict, RunResult]:
-    models = [PlannedModel(a["path"], staged.paths[a["path"]],
-                           tuple(staged.paths[t["file"]] for t in a["inputs"]),
-                           f"outputs/{a['path']}" if with_outputs else None)
+    models = [PlannedModel(a.path, staged.paths[a.path],
+                           tuple(staged.paths[t.file] for t in a.inputs),
+                           f"outputs/{a.path}" if with_outputs else None)
               for a in arts]
     return run_plan(device, runner, models, block_protocol(protocol, opts.blocks),
                     staged.workdir, tag, timeout=opts.runner_timeout)
@@ -324,7 +325,7 @@ def _fetch_outputs(device: Device, measurements: list[Measurement], workdir: str
         for m in measurements:
             arrays = []
             for i, record in enumerate(m.runs[-1].outputs):
-                local = Path(tmp) / f"{m.artifact['path']}.{i}.bin"
+                local = Path(tmp) / f"{m.artifact.path}.{i}.bin"
                 device.fetch(posixpath.join(workdir, record["path"]), local)
                 arrays.append(read_output(record, local))
             m.outputs = arrays

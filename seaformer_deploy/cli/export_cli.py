@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -13,6 +13,9 @@ from rich.text import Text
 from ..export import formats as fmts
 from .common import (CheckpointOpt, ClassesOpt, ModelOpt, SizeOpt, TrustOpt, VariantOpt, app,
                      console, csv, err_console, run_with_progress, user_errors)
+
+if TYPE_CHECKING:
+    from ..export.records import Manifest
 
 
 @app.command("export")
@@ -89,36 +92,33 @@ def _print_result(result: object) -> None:
     for warning in result.warnings:
         err_console.print(Text.assemble(("warning:", "yellow"), " ", warning), highlight=False,
                           soft_wrap=True)
-    if not manifest["parity_passed"]:
+    if not manifest.parity_passed:
         err_console.print("[yellow]warning:[/] parity gate off: failing artifacts were written "
                           "and are marked as failed in the manifest")
-    state = "up to date (cached)" if result.cached else f"{manifest['export_seconds']:.0f} s"
-    console.print(Text.assemble(f"{len(manifest['artifacts'])} artifacts and manifest.json in ",
+    state = "up to date (cached)" if result.cached else f"{manifest.export_seconds:.0f} s"
+    console.print(Text.assemble(f"{len(manifest.artifacts)} artifacts and manifest.json in ",
                                 (str(result.folder), "bold"), f" ({state})"), highlight=False)
 
 
-def print_parity(manifest: dict) -> None:
+def print_parity(manifest: Manifest) -> None:
     """The parity table: every artifact, then every component chain, against PyTorch FP32."""
-    table = Table(title=f"parity of {manifest['model']['name']} "
-                        f"{'x'.join(map(str, manifest['input']['size']))} "
-                        f"({manifest['output']['mode']}) vs PyTorch FP32 eager",
+    table = Table(title=f"parity of {manifest.model.name} "
+                        f"{'x'.join(map(str, manifest.input.size))} "
+                        f"({manifest.output.mode}) vs PyTorch FP32 eager",
                   caption="parts: XNNPACK delegate partitions of a .pte; chain: the component "
                           "artifacts run in sequence", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("artifact", no_wrap=True)
     for col in ("MB", "max|err|", "PSNR dB", "cosine", "labels %", "parts", "gate"):
         table.add_column(col, justify="right", no_wrap=True)
-    rows = [(a["path"], a["bytes"] / 1e6, a["parity"], a.get("executorch"))
-            for a in manifest["artifacts"]]
-    rows += [(f"chain {c['format']} {c['precision']}", None, c["parity"], None)
-             for c in manifest["chains"]]
+    rows = [(a.path, a.bytes / 1e6, a.parity, a.executorch) for a in manifest.artifacts]
+    rows += [(f"chain {c.format} {c.precision}", None, c.parity, None) for c in manifest.chains]
     for name, mb, parity, et in rows:
-        w = parity["worst"]
+        w = parity.worst
         table.add_row(
-            name, f"{mb:.2f}" if mb is not None else "", _fmt(w["max_abs_err"], ".2e"),
-            _fmt(w["psnr_db"], ".1f"), _fmt(w["cosine"], ".6f"),
-            _fmt(w["label_agreement"], ".3f"),
+            name, f"{mb:.2f}" if mb is not None else "", _fmt(w.max_abs_err, ".2e"),
+            _fmt(w.psnr_db, ".1f"), _fmt(w.cosine, ".6f"), _fmt(w.label_agreement, ".3f"),
             str(et["partitions"]) if et else "",
-            "[green]pass[/]" if parity["passed"] else "[red]FAIL[/]")
+            "[green]pass[/]" if parity.passed else "[red]FAIL[/]")
     console.print(table)
 
 

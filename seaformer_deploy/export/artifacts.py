@@ -17,7 +17,8 @@ from ..models.components import IMAGE
 from . import formats as fmts
 from . import manifest as mf
 from .formats import ExportJob, Format, io_dtype
-from .parity import THRESHOLDS, Metrics, compare, failures, worst
+from .parity import compare, parity
+from .records import Artifact, Chain, OrtForm, Parity
 from .tensors import as_dtype, describe, input_orders
 from .units import WHOLE, Unit
 
@@ -28,7 +29,7 @@ REFERENCE = "PyTorch FP32 eager, original model (BatchNorm not folded)"
 
 
 def export_artifact(staging: Path, unit: Unit, fmt: Format, precision: str, env: dict,
-                    opts: ExportOptions, shared: dict) -> dict:
+                    opts: ExportOptions, shared: dict) -> Artifact:
     """Export, write and check ``unit`` as ``fmt`` in ``precision``; its manifest record.
     ``shared`` carries what the exporters reuse within one export."""
     started = time.perf_counter()
@@ -39,29 +40,29 @@ def export_artifact(staging: Path, unit: Unit, fmt: Format, precision: str, env:
     path = staging / fmt.file_name(unit.name, precision)
     _refuse_clash([path.name], _names(staging), f"the {fmt.name} artifact")
     path.write_bytes(data)
-    if fmt.ort_forms and opts.ort_forms:
-        details["ort_forms"] = _ort_forms(path, fmt, job, env)
+    forms = _ort_forms(path, fmt, job, env) if fmt.ort_forms and opts.ort_forms else None
     seconds = round(time.perf_counter() - started, 2)
-    parity, out_orders = _parity(path, fmt, precision, unit, env, job.io_dtype, in_orders)
-    return {"path": path.name, "unit": unit.name, "format": fmt.name, "precision": precision,
-            "sha256": mf.sha256_bytes(data), "bytes": len(data),
-            "inputs": describe(unit.input_names, env, unit, job.io_dtype, in_orders,
-                               inputs=True),
-            "outputs": describe(unit.output_names, env, unit, job.io_dtype, out_orders),
-            **details, "export_seconds": seconds, "parity": parity}
+    checked, out_orders = _parity(path, fmt, precision, unit, env, job.io_dtype, in_orders)
+    return Artifact(path=path.name, unit=unit.name, format=fmt.name, precision=precision,
+                    sha256=mf.sha256_bytes(data), bytes=len(data),
+                    inputs=describe(unit.input_names, env, unit, job.io_dtype, in_orders,
+                                    inputs=True),
+                    outputs=describe(unit.output_names, env, unit, job.io_dtype, out_orders),
+                    operators=details["operators"], onnx=details.get("onnx"),
+                    executorch=details.get("executorch"), ort_forms=forms,
+                    export_seconds=seconds, parity=checked)
 
 
-def _ort_forms(path: Path, fmt: Format, job: ExportJob, env: dict) -> list[dict]:
+def _ort_forms(path: Path, fmt: Format, job: ExportJob, env: dict) -> list[OrtForm]:
     """ONNX Runtime's optimised graph and ORT format of the artifact, each checked too."""
     from .onnx_export import save_ort_forms
 
     before = _names(path.parent)
     forms = save_ort_forms(path)
     _refuse_clash([f.name for f in forms.values()], before, f"--ort-forms of {path.name}")
-    return [{"kind": kind, "path": form.name, "sha256": mf.sha256_path(form),
-             "bytes": form.stat().st_size,
-             "parity": _parity(form, fmt, job.precision, job.unit, env, job.io_dtype,
-                               list(job.input_orders))[0]}
+    return [OrtForm(kind, form.name, mf.sha256_path(form), form.stat().st_size,
+                    _parity(form, fmt, job.precision, job.unit, env, job.io_dtype,
+                            list(job.input_orders))[0])
             for kind, form in forms.items()]
 
 
@@ -78,7 +79,7 @@ def _refuse_clash(names: list[str], taken: set[str], what: str) -> None:
 
 
 def _parity(path: Path, fmt: Format, precision: str, unit: Unit, env: dict, dtype: str,
-            in_orders: list[list[int]]) -> tuple[dict, list[list[int]]]:
+            in_orders: list[list[int]]) -> tuple[Parity, list[list[int]]]:
     """Run every sample through the artifact on its host runtime; compare with the reference.
     Also returns the memory order of each output, as the runtime produced it."""
     count = len(env[IMAGE])
@@ -89,20 +90,11 @@ def _parity(path: Path, fmt: Format, precision: str, unit: Unit, env: dict, dtyp
                for j, name in enumerate(unit.output_names)}
     metrics = {name: compare(env[name].numpy(), got, unit.output_kind(name))
                for name, got in outputs.items()}
-    return parity_record(metrics, precision, count), out_orders
+    return parity(metrics, precision, count, REFERENCE), out_orders
 
 
-def parity_record(metrics: dict[str, Metrics], precision: str, count: int) -> dict:
-    summary = worst(list(metrics.values()))
-    fails = failures(summary, precision)
-    return {"reference": REFERENCE, "samples": count,
-            "outputs": {k: m.to_dict() for k, m in metrics.items()},
-            "worst": summary.to_dict(), "thresholds": THRESHOLDS[precision],
-            "passed": not fails, "failures": fails}
-
-
-def chain_parity(staging: Path, artifacts: list[dict], units: list[Unit], env: dict, fmt: str,
-                 precision: str, fp32_io: bool) -> dict:
+def chain_parity(staging: Path, artifacts: list[Artifact], units: list[Unit], env: dict,
+                 fmt: str, precision: str, fp32_io: bool) -> Chain:
     """Feed each component artifact the previous ones' outputs; compare the final output."""
     dtype = io_dtype(precision, fp32_io)
     run = fmts.get(fmt).host_runtime
@@ -110,15 +102,14 @@ def chain_parity(staging: Path, artifacts: list[dict], units: list[Unit], env: d
     produced = {IMAGE: [as_dtype(env[IMAGE][i:i + 1], dtype) for i in range(count)]}
     components = [u for u in units if u.name != WHOLE]
     for unit in components:
-        art = next(a for a in artifacts if a["unit"] == unit.name and a["format"] == fmt
-                   and a["precision"] == precision)
+        art = next(a for a in artifacts if a.unit == unit.name and a.format == fmt
+                   and a.precision == precision)
         batches = [[produced[n][i] for n in unit.input_names] for i in range(count)]
-        orders = [t["dim_order"] for t in art["inputs"]]
-        results, _ = run(staging / art["path"], batches, orders)
+        orders = [t.dim_order for t in art.inputs]
+        results, _ = run(staging / art.path, batches, orders)
         for j, name in enumerate(unit.output_names):
             produced[name] = [r[j] for r in results]
     final = components[-1].output_names[0]
     got = np.concatenate(produced[final])
     metrics = {final: compare(env[final].numpy(), got, components[-1].output_kind(final))}
-    return {"format": fmt, "precision": precision,
-            "parity": parity_record(metrics, precision, count)}
+    return Chain(fmt, precision, parity(metrics, precision, count, REFERENCE))

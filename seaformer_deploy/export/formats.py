@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UserError
+from .precision import Precision
 
 if TYPE_CHECKING:
     import numpy as np
@@ -105,7 +106,7 @@ class ExportJob:
 
 def io_dtype(precision: str, fp32_io: bool) -> str:
     """The dtype of an artifact's floating inputs and outputs."""
-    return "float16" if precision == "fp16" and not fp32_io else "float32"
+    return Precision(precision).io_dtype(fp32_io)
 
 
 _REGISTRY: dict[str, Format] = {}

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from .formats import with_format_enum
+from .records import Manifest
 
 SCHEMA_NAME = "seaformer-deploy/export-manifest"
 SCHEMA_VERSION = 1
@@ -80,7 +81,14 @@ class ManifestError(UserError):
     """An export folder whose manifest is missing, unreadable, off-schema or unsafe."""
 
 
-def read(folder: Path) -> dict:
+def write(folder: Path, manifest: Manifest) -> None:
+    """Check ``manifest`` against the schema and write it into ``folder`` atomically."""
+    payload = manifest.to_dict()
+    validate(payload)
+    write_json(Path(folder) / MANIFEST, payload)
+
+
+def read(folder: Path) -> Manifest:
     """The manifest in ``folder``, validated; a ManifestError says what is wrong with it."""
     import jsonschema
 
@@ -100,14 +108,15 @@ def read(folder: Path) -> dict:
         where = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
         raise ManifestError(f"{path} does not follow the manifest schema at {where}: "
                             f"{exc.message}; {redo}.") from None
-    if unsafe := _unsafe_paths(manifest):
+    record = Manifest.from_dict(manifest)
+    if unsafe := _unsafe_paths(record):
         raise ManifestError(f"{path} names files outside its folder ({', '.join(unsafe[:3])}): "
                             f"every path must be relative and stay inside the export folder; "
                             f"{redo}.")
-    return manifest
+    return record
 
 
-def load(folder: Path) -> dict | None:
+def load(folder: Path) -> Manifest | None:
     """The manifest in ``folder``, or None if there is none or it is unreadable or invalid."""
     try:
         return read(folder)
@@ -119,13 +128,10 @@ def _no_constant(name: str):
     raise ValueError(f"{name} is not a number JSON allows")
 
 
-def _unsafe_paths(manifest: dict) -> list[str]:
+def _unsafe_paths(manifest: Manifest) -> list[str]:
     """Paths that are absolute or climb out of the export folder."""
-    paths = [t["path"] for t in manifest["tensors"]]
-    for art in manifest["artifacts"]:
-        paths.append(art["path"])
-        paths += [f["path"] for f in art.get("ort_forms", [])]
-        paths += [io["file"] for io in [*art["inputs"], *art["outputs"]] if "file" in io]
+    paths = [path for path, _ in manifest.files()]
+    paths += [file for art in manifest.artifacts for file in art.files()]
     return [p for p in paths if not _inside(p)]
 
 
@@ -150,12 +156,11 @@ def write_json(path: Path, payload: dict) -> None:
         raise
 
 
-def artifacts_intact(folder: Path, manifest: dict) -> bool:
+def artifacts_intact(folder: Path, manifest: Manifest) -> bool:
     """Every artifact, ORT form and tensor file listed is present with the recorded hash."""
-    forms = [f for a in manifest["artifacts"] for f in a.get("ort_forms", [])]
-    for entry in [*manifest["artifacts"], *manifest["tensors"], *forms]:
-        path = folder / entry["path"]
-        if not path.is_file() or sha256_path(path) != entry["sha256"]:
+    for name, sha256 in manifest.files():
+        path = folder / name
+        if not path.is_file() or sha256_path(path) != sha256:
             return False
     return True
 

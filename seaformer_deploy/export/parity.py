@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-# Gate thresholds per precision: minimum PSNR (dB) and minimum argmax label agreement (%).
-THRESHOLDS = {"fp32": {"psnr_db": 60.0, "label_agreement": 99.99},
-              "fp16": {"psnr_db": 30.0, "label_agreement": 99.5}}
+from .precision import Precision
+from .records import Artifact, Metrics, Parity
+
+# Gate thresholds per precision (Precision.thresholds), by name.
+THRESHOLDS = {p.value: p.thresholds for p in Precision}
 PSNR_EXACT = 200.0  # reported when the outputs are bit-identical (the true PSNR is infinite)
-
-
-@dataclass
-class Metrics:
-    """How far an output is from the reference; ``None`` where a metric does not apply."""
-
-    max_abs_err: float | None
-    mean_abs_err: float | None
-    psnr_db: float | None
-    cosine: float | None
-    label_agreement: float | None      # % of pixels whose argmax (or label) equals the reference
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def psnr(ref: np.ndarray, out: np.ndarray) -> float:
@@ -68,7 +55,7 @@ def worst(metrics: list[Metrics]) -> Metrics:
 
 def failures(metrics: Metrics, precision: str) -> list[str]:
     """Why ``metrics`` fail the gate for ``precision`` (empty when they pass)."""
-    limits = THRESHOLDS[precision]
+    limits = Precision(precision).thresholds
     found = []
     if metrics.psnr_db is not None and not metrics.psnr_db >= limits["psnr_db"]:
         found.append(f"PSNR {metrics.psnr_db:.1f} dB < {limits['psnr_db']:.0f} dB")
@@ -78,24 +65,28 @@ def failures(metrics: Metrics, precision: str) -> list[str]:
     return found
 
 
-def device_parity(art: dict, outputs: list[np.ndarray], folder: Path) -> dict:
+def parity(metrics: dict[str, Metrics], precision: str, count: int, reference: str) -> Parity:
+    """The gate's record over ``count`` samples: per-output and worst metrics, verdict."""
+    summary = worst(list(metrics.values()))
+    fails = failures(summary, precision)
+    return Parity(reference=reference, samples=count, outputs=metrics, worst=summary,
+                  thresholds=Precision(precision).thresholds, passed=not fails, failures=fails)
+
+
+def device_parity(art: Artifact, outputs: list[np.ndarray], folder: Path) -> Parity:
     """Outputs of one on-device run against the export's FP32 references (first sample).
 
     Args:
-        art: the artifact's manifest entry (its ``outputs`` name the reference files).
+        art: the artifact's manifest record (its ``outputs`` name the reference files).
         outputs: what the device returned, in the artifact's output order.
         folder: the export folder holding the references.
 
     Returns:
         The parity record of a report: per-output and worst metrics, thresholds, verdict."""
     metrics = {}
-    for tensor, got in zip(art["outputs"], outputs, strict=True):
-        dtype = "int64" if tensor["kind"] == "labels" else "float32"
-        ref = np.fromfile(Path(folder) / tensor["file"], dtype=dtype).reshape(tensor["shape"])
-        metrics[tensor["name"]] = compare(ref, got.astype(ref.dtype), tensor["kind"])
-    summary = worst(list(metrics.values()))
-    fails = failures(summary, art["precision"])
-    return {"reference": "PyTorch FP32 eager on the first sample (from the export)",
-            "samples": 1, "outputs": {k: m.to_dict() for k, m in metrics.items()},
-            "worst": summary.to_dict(), "thresholds": THRESHOLDS[art["precision"]],
-            "passed": not fails, "failures": fails}
+    for tensor, got in zip(art.outputs, outputs, strict=True):
+        dtype = "int64" if tensor.kind == "labels" else "float32"
+        ref = np.fromfile(Path(folder) / tensor.file, dtype=dtype).reshape(tensor.shape)
+        metrics[tensor.name] = compare(ref, got.astype(ref.dtype), tensor.kind)
+    return parity(metrics, art.precision, 1, "PyTorch FP32 eager on the first sample (from the "
+                                              "export)")

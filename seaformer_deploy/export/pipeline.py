@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,6 +28,8 @@ from . import formats as fmts
 from . import manifest as mf
 from .artifacts import chain_parity, export_artifact
 from .fold import fold_batchnorm
+from .precision import Precision
+from .records import Component, Input, Manifest, Model, Output, Sample, TensorFile
 from .guard import InterruptGuard, Progress, check_out_root, removed_if_left_empty
 from .rewrites import deploy_form, runtime_form
 from .samples import MEAN, SAMPLE_NAMES, STD, sample_batch
@@ -38,30 +40,46 @@ from .weights import synthetic_model
 __all__ = ["ExportOptions", "ExportResult", "InterruptGuard", "ParityError", "check",
            "check_out_root", "delegation_warnings", "export"]
 
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = Precision.names()
+
+
+def _option(default, *, recorded: bool = False, keyed: bool = False):
+    """An export option. ``recorded``: written in the manifest's ``options``; ``keyed``: part
+    of the cache key (it changes the artifacts' bytes or their checks)."""
+    return field(default=default, metadata={"recorded": recorded, "keyed": keyed})
 
 
 @dataclass(frozen=True)
 class ExportOptions:
     model: str
-    checkpoint: Path | None = None
+    checkpoint: Path | None = None        # keyed by its sha256 (with the seed: the weights)
     trust_checkpoint: bool = False
-    num_classes: int | None = None
-    input_size: tuple[int, int] | None = None
-    formats: tuple[str, ...] = fmts.export_defaults()
-    precisions: tuple[str, ...] = PRECISIONS
-    components: bool = True
-    output: str = "logits"
+    num_classes: int | None = _option(None, keyed=True)
+    input_size: tuple[int, int] | None = None           # keyed as the size it resolves to
+    formats: tuple[str, ...] = _option(fmts.export_defaults(), recorded=True, keyed=True)
+    precisions: tuple[str, ...] = _option(PRECISIONS, recorded=True, keyed=True)
+    components: bool = _option(True, recorded=True, keyed=True)
+    output: str = _option("logits", recorded=True, keyed=True)
     out_root: Path = Path("models")
-    parity_gate: bool = True
-    fp32_io: bool = False
-    rewrites: bool = True
-    ort_forms: bool = False
-    pte_layout: str = "nhwc"
+    parity_gate: bool = _option(True, recorded=True)
+    fp32_io: bool = _option(False, recorded=True, keyed=True)
+    rewrites: bool = _option(True, recorded=True, keyed=True)
+    ort_forms: bool = _option(False, recorded=True, keyed=True)
+    pte_layout: str = _option("nhwc", recorded=True, keyed=True)
     seed: int = 0
-    samples: int = len(SAMPLE_NAMES)
-    extra_work: int = 0            # identity convolutions on the logits (gate validation only)
+    samples: int = len(SAMPLE_NAMES)      # keyed by the sample images' hash
+    extra_work: int = _option(0, keyed=True)   # identity convs on the logits (gate validation)
     force: bool = False
+
+    def recorded(self) -> dict:
+        """The manifest's ``options``: the fields marked ``recorded``, as JSON values."""
+        return {f.name: _json(getattr(self, f.name)) for f in fields(self)
+                if f.metadata.get("recorded")}
+
+    def keyed(self) -> dict:
+        """The fields marked ``keyed``; the order of formats and precisions does not count."""
+        return {f.name: sorted(v) if isinstance(v := getattr(self, f.name), tuple) else v
+                for f in fields(self) if f.metadata.get("keyed")}
 
     def folder(self, size: tuple[int, int]) -> Path:
         naive = "" if self.rewrites else "_naive"
@@ -70,10 +88,14 @@ class ExportOptions:
                                 f"{naive}{extra}")
 
 
+def _json(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
 @dataclass
 class ExportResult:
     folder: Path
-    manifest: dict
+    manifest: Manifest
     cached: bool
     warnings: list[str] = field(default_factory=list)
 
@@ -83,13 +105,12 @@ class ParityError(UserError):
 
     exit_code = 1
 
-    def __init__(self, manifest: dict) -> None:
+    def __init__(self, manifest: Manifest) -> None:
         self.manifest = manifest
-        bad = [f"{a['path']}: {'; '.join(a['parity']['failures'])}"
-               for a in manifest["artifacts"] if not a["parity"]["passed"]]
-        bad += [f"{c['format']} {c['precision']} component chain: "
-                f"{'; '.join(c['parity']['failures'])}"
-                for c in manifest["chains"] if not c["parity"]["passed"]]
+        bad = [f"{a.path}: {'; '.join(a.parity.failures)}"
+               for a in manifest.artifacts if not a.parity.passed]
+        bad += [f"{c.format} {c.precision} component chain: {'; '.join(c.parity.failures)}"
+                for c in manifest.chains if not c.parity.passed]
         super().__init__("parity gate failed, no artifact was written:\n  " + "\n  ".join(bad)
                          + "\n(--no-parity-gate writes them anyway, marked as failed)")
 
@@ -107,8 +128,8 @@ def export(opts: ExportOptions, progress: Progress | None = None) -> ExportResul
     key = mf.cache_key(_identity(opts, size, images))
     if not opts.force:
         cached = mf.load(folder)
-        if cached and cached["cache_key"] == key and mf.artifacts_intact(folder, cached):
-            if opts.parity_gate and not cached["parity_passed"]:
+        if cached and cached.cache_key == key and mf.artifacts_intact(folder, cached):
+            if opts.parity_gate and not cached.parity_passed:
                 raise ParityError(cached)
             return ExportResult(folder, cached, cached=True)
     with InterruptGuard() as interrupts, removed_if_left_empty(opts.out_root):
@@ -117,10 +138,9 @@ def export(opts: ExportOptions, progress: Progress | None = None) -> ExportResul
         with mf.StagingDir(folder) as staging:
             manifest = _export_into(staging.path, model, weights, opts, size, images, key,
                                     interrupts.checked(progress))
-            manifest["export_seconds"] = round(time.perf_counter() - started, 2)
-            mf.validate(manifest)
-            mf.write_json(staging.path / mf.MANIFEST, manifest)
-            if opts.parity_gate and not manifest["parity_passed"]:
+            manifest.export_seconds = round(time.perf_counter() - started, 2)
+            mf.write(staging.path, manifest)
+            if opts.parity_gate and not manifest.parity_passed:
                 raise ParityError(manifest)
             interrupts.commit(staging)
     return ExportResult(folder, manifest, cached=False, warnings=delegation_warnings(manifest))
@@ -170,12 +190,8 @@ def _identity(opts: ExportOptions, size: tuple[int, int], images: torch.Tensor) 
     weights = (f"checkpoint:{sha256_file(opts.checkpoint)}" if opts.checkpoint is not None
                else f"synthetic:seed={opts.seed}")
     return {"model": get_spec(opts.model).name, "weights": weights, "size": list(size),
-            "num_classes": opts.num_classes, "output": opts.output,
-            "formats": sorted(opts.formats), "precisions": sorted(opts.precisions),
-            "components": opts.components, "fp32_io": opts.fp32_io, "rewrites": opts.rewrites,
-            "ort_forms": opts.ort_forms, "pte_layout": opts.pte_layout,
-            "extra_work": opts.extra_work,
-            "samples": mf.sha256_bytes(images.numpy().tobytes()), "tools": mf.tool_versions()}
+            **opts.keyed(), "samples": mf.sha256_bytes(images.numpy().tobytes()),
+            "tools": mf.tool_versions()}
 
 
 def _load(opts: ExportOptions, name: str, images: torch.Tensor) -> tuple[SegmentationModel, dict]:
@@ -194,7 +210,7 @@ def _load(opts: ExportOptions, name: str, images: torch.Tensor) -> tuple[Segment
 
 def _export_into(staging: Path, model: SegmentationModel, weights: dict, opts: ExportOptions,
                  size: tuple[int, int], images: torch.Tensor, key: str,
-                 progress: Progress | None) -> dict:
+                 progress: Progress | None) -> Manifest:
     env = reference_tensors(model, images, opts.output, size)
     tensors = _write_tensors(staging, env, opts)
     deploy = fold_batchnorm(model)
@@ -219,58 +235,49 @@ def _export_into(staging: Path, model: SegmentationModel, weights: dict, opts: E
             progress("component chains", len(jobs), len(jobs))
         chains = [chain_parity(staging, artifacts, units, env, f, p, opts.fp32_io)
                   for f in opts.formats for p in opts.precisions]
-    checks = [a["parity"] for a in artifacts] + [c["parity"] for c in chains]
-    checks += [f["parity"] for a in artifacts for f in a.get("ort_forms", [])]
-    passed = all(check["passed"] for check in checks)
     spec = get_spec(opts.model)
     ckpt = getattr(model, "checkpoint", None)
-    return {
-        "schema": mf.SCHEMA_NAME, "schema_version": mf.SCHEMA_VERSION,
-        "model": {"name": spec.name, "family": spec.family, "variant": spec.variant,
-                  "num_classes": model.num_classes, "params": count_params(model),
-                  "class_names": ckpt.class_names if ckpt else None},
-        "weights": weights,
-        "deploy_form": {"batchnorm_folded": True, "rewrites": [asdict(a) for a in applied],
-                        "runtime_rewrites": {fmt: [asdict(a) for a in extra]
-                                             for fmt, (_, extra) in per_format.items()},
-                        "extra_work": opts.extra_work},
-        "input": {"name": IMAGE, "size": list(size), "layout": "NCHW", "dtype": "float32",
-                  "normalization": {"color": "RGB", "mean": list(MEAN), "std": list(STD)}},
-        "output": {"mode": opts.output, "name": units[0].output_names[0]},
-        "samples": [{"name": n, "sha256": mf.sha256_bytes(images[i].numpy().tobytes())}
-                    for i, n in enumerate(SAMPLE_NAMES[:len(images)])],
-        "components": [{"name": u.name, "inputs": describe(u.input_names, env, u, "float32"),
-                        "outputs": describe(u.output_names, env, u, "float32")}
-                       for u in units if u.name != WHOLE],
-        "options": {"formats": list(opts.formats), "precisions": list(opts.precisions),
-                    "components": opts.components, "output": opts.output,
-                    "fp32_io": opts.fp32_io, "rewrites": opts.rewrites,
-                    "ort_forms": opts.ort_forms, "pte_layout": opts.pte_layout,
-                    "parity_gate": opts.parity_gate},
-        "tools": mf.tool_versions(), "cache_key": key,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": mf.command_line(), "tensors": tensors, "artifacts": artifacts,
-        "chains": chains,
-        "parity_passed": passed, "export_seconds": 0.0,
-    }
+    manifest = Manifest(
+        schema=mf.SCHEMA_NAME, schema_version=mf.SCHEMA_VERSION,
+        model=Model(spec.name, spec.family, spec.variant, model.num_classes,
+                    count_params(model), ckpt.class_names if ckpt else None),
+        weights=weights,
+        deploy_form={"batchnorm_folded": True, "rewrites": [asdict(a) for a in applied],
+                     "runtime_rewrites": {fmt: [asdict(a) for a in extra]
+                                          for fmt, (_, extra) in per_format.items()},
+                     "extra_work": opts.extra_work},
+        input=Input(IMAGE, list(size), "NCHW", "float32",
+                    {"color": "RGB", "mean": list(MEAN), "std": list(STD)}),
+        output=Output(opts.output, units[0].output_names[0]),
+        samples=[Sample(n, mf.sha256_bytes(images[i].numpy().tobytes()))
+                 for i, n in enumerate(SAMPLE_NAMES[:len(images)])],
+        components=[Component(u.name, describe(u.input_names, env, u, "float32"),
+                              describe(u.output_names, env, u, "float32"))
+                    for u in units if u.name != WHOLE],
+        options=opts.recorded(), tools=mf.tool_versions(), cache_key=key,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        command=mf.command_line(), tensors=tensors, artifacts=artifacts, chains=chains,
+        parity_passed=False, export_seconds=0.0)
+    manifest.parity_passed = all(check.passed for check in manifest.checks())
+    return manifest
 
 
-def _write_tensors(staging: Path, env: dict, opts: ExportOptions) -> list[dict]:
+def _write_tensors(staging: Path, env: dict, opts: ExportOptions) -> list[TensorFile]:
     """The tensor files every selected artifact reads or is checked against."""
     fp16_io = "fp16" in opts.precisions and not opts.fp32_io
     nhwc = any(fmts.get(f).channels_last(opts.pte_layout) for f in opts.formats)
     return write_tensors(staging, env, {"float32", "float16"} if fp16_io else {"float32"}, nhwc)
 
 
-def delegation_warnings(manifest: dict) -> list[str]:
+def delegation_warnings(manifest: Manifest) -> list[str]:
     """Compute operators an XNNPACK artifact leaves to ExecuTorch's portable kernels."""
     found = []
-    for art in manifest["artifacts"]:
-        ops = art.get("executorch", {}).get("non_delegated_ops", {})
+    for art in manifest.artifacts:
+        ops = art.non_delegated_ops()
         compute = {op: n for op, n in ops.items() if not _is_data_movement(op)}
         if compute:
             listed = ", ".join(f"{op} x{n}" for op, n in compute.items())
-            found.append(f"{art['path']}: outside the XNNPACK delegate: {listed}")
+            found.append(f"{art.path}: outside the XNNPACK delegate: {listed}")
     return found
 
 

@@ -16,13 +16,14 @@ import torch
 from ..models.components import IMAGE
 from . import manifest as mf
 from .formats import Format
+from .records import Tensor, TensorFile
 from .units import Unit
 
 TENSORS = "tensors"
 NCHW, NHWC = [0, 1, 2, 3], [0, 2, 3, 1]
 
 
-def write_tensors(staging: Path, env: dict, dtypes: set[str], nhwc: bool) -> list[dict]:
+def write_tensors(staging: Path, env: dict, dtypes: set[str], nhwc: bool) -> list[TensorFile]:
     """Write ``env``'s tensors (first sample) in each floating ``dtype``, and in NHWC order too
     when ``nhwc``; return their manifest records."""
     folder = staging / TENSORS
@@ -37,9 +38,9 @@ def write_tensors(staging: Path, env: dict, dtypes: set[str], nhwc: bool) -> lis
                     array.astype(np.dtype(dtype).newbyteorder("<")).transpose(order))
                 path = folder / tensor_file(name, dtype, order)
                 path.write_bytes(data.tobytes())
-                records.append({"name": name, "dtype": dtype, "shape": list(array.shape),
-                                "dim_order": order, "path": f"{TENSORS}/{path.name}",
-                                "sha256": mf.sha256_bytes(data.tobytes())})
+                records.append(TensorFile(name, dtype, list(array.shape), order,
+                                          f"{TENSORS}/{path.name}",
+                                          mf.sha256_bytes(data.tobytes())))
     return records
 
 
@@ -64,20 +65,20 @@ def _single_pixel(tensor: torch.Tensor) -> bool:
 
 
 def describe(names: tuple[str, ...], env: dict, unit: Unit, float_dtype: str,
-             orders: list[list[int]] | None = None, inputs: bool = False) -> list[dict]:
+             orders: list[list[int]] | None = None, inputs: bool = False) -> list[Tensor]:
     """Records of a unit's tensors; an artifact's also name their files and memory order."""
     out = []
     for i, name in enumerate(names):
         ref = env[name]
         kind = "image" if name == IMAGE else unit.output_kind(name)
         dtype = "int64" if not ref.is_floating_point() else float_dtype
-        entry = {"name": name, "shape": [1, *ref.shape[1:]], "dtype": dtype, "kind": kind}
+        entry = Tensor(name=name, shape=[1, *ref.shape[1:]], dtype=dtype, kind=kind)
         if orders is not None:       # inputs: the file to feed; outputs: the FP32 reference
-            entry["dim_order"] = orders[i]
+            entry.dim_order = orders[i]
             file = (tensor_file(name, dtype, orders[i]) if inputs else
                     tensor_file(name, "int64" if dtype == "int64" else "float32",
                                 list(range(ref.dim()))))
-            entry["file"] = f"{TENSORS}/{file}"
+            entry.file = f"{TENSORS}/{file}"
         out.append(entry)
     return out
 

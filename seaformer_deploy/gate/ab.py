@@ -26,6 +26,7 @@ from ..devices.probe import CoreChoice
 from ..errors import option
 from ..export import formats as fmts
 from ..export import manifest as mf
+from ..export.records import Artifact, Manifest
 from ..runners.plan import PlannedModel, Protocol
 from ..runners.session import (Runner, RunnerChoice, Staged, build_runners, check_start,
                                run_plan, stage_files)
@@ -67,7 +68,7 @@ class ABOptions:
 class Sides:
     """One artifact's samples on both sides, with their block and round."""
 
-    artifact: dict
+    artifact: Artifact
     samples: dict[str, list[np.ndarray]] = field(default_factory=lambda: {s: [] for s in SIDES})
     rounds: dict[str, list[np.ndarray]] = field(default_factory=lambda: {s: [] for s in SIDES})
 
@@ -85,7 +86,7 @@ class Sides:
 @dataclass
 class ABRun:
     options: ABOptions
-    manifests: dict[str, dict]
+    manifests: dict[str, Manifest]
     info: DeviceInfo
     choice: CoreChoice
     protocol: Protocol
@@ -102,8 +103,8 @@ class ABInputs:
     """The two export folders, read and checked: what an A/B run measures."""
 
     folders: dict[str, Path]
-    manifests: dict[str, dict]
-    selected: dict[str, dict]        # artifact path -> its (candidate) manifest entry
+    manifests: dict[str, Manifest]
+    selected: dict[str, Artifact]    # artifact path -> its (candidate) manifest record
     missing: dict[str, str]          # artifact path -> the side it is missing from
 
 
@@ -112,7 +113,7 @@ def check_inputs(opts: ABOptions) -> ABInputs:
     command line calls it before its progress display, so an error prints alone)."""
     folders = {"A": Path(opts.baseline), "B": Path(opts.candidate)}
     manifests = {side: _load(folder, side) for side, folder in folders.items()}
-    problems = export_mismatch(manifests["A"], manifests["B"])
+    problems = export_mismatch(*(_workload(manifests[side]) for side in SIDES))
     if problems:
         raise GateError("the two exports are different workloads, not an A/B pair: "
                         + "; ".join(problems) + ". Export both with the same model and options.")
@@ -145,7 +146,7 @@ def _run_ab_locked(opts: ABOptions, progress: Progress | None, device: Device,
                         warmup_seconds=opts.warmup_seconds,
                         iterations=opts.rounds * opts.iterations, min_seconds=0.0,
                         rounds=opts.rounds)
-    runners = build_runners({a["format"] for a in selected.values()}, device, info,
+    runners = build_runners({a.format for a in selected.values()}, device, info,
                             opts.runner, device_profile(info), progress)
     run = ABRun(opts, manifests, info, choice, protocol, runners,
                 {p: Sides(a) for p, a in selected.items()}, missing)
@@ -158,7 +159,7 @@ def _run_ab_locked(opts: ABOptions, progress: Progress | None, device: Device,
             if progress:
                 progress(f"A/B block {block + 1}/{opts.blocks} ({fmt})", index, len(plan))
             order = SIDES if block % 2 == 0 else SIDES[::-1]
-            arts = [p for p, a in selected.items() if a["format"] == fmt]
+            arts = [p for p, a in selected.items() if a.format == fmt]
             models = [_planned(side, p, selected[p], staged) for p in arts for side in order]
             meta, result = run_plan(device, runners[fmt], models, protocol, staged.workdir, index)
             run.blocks.append({**meta, "first": order[0]})
@@ -184,7 +185,7 @@ def _teardown(events: list[str], *steps: Callable[[], object]) -> None:
             events.append(f"cleanup: {getattr(step, '__name__', step)} failed: {exc}")
 
 
-def _load(folder: Path, side: str) -> dict:
+def _load(folder: Path, side: str) -> Manifest:
     manifest = mf.load(folder)
     if manifest is None:
         name = "baseline" if side == "A" else "candidate"
@@ -194,8 +195,15 @@ def _load(folder: Path, side: str) -> dict:
     return manifest
 
 
-def _select(manifests: dict[str, dict], selection: Selection) -> tuple[dict, dict]:
-    kept = {side: {a["path"]: a for a in m["artifacts"] if selection.keeps(a)}
+def _workload(manifest: Manifest) -> dict:
+    """What export_mismatch compares, as in a report's ``export`` section."""
+    return {"model": manifest.model.to_dict(), "input": manifest.input.to_dict(),
+            "output": manifest.output.to_dict()}
+
+
+def _select(manifests: dict[str, Manifest], selection: Selection) -> tuple[dict, dict]:
+    kept = {side: {a.path: a for a in m.artifacts
+                   if selection.allows(a.format, a.precision, a.unit)}
             for side, m in manifests.items()}
     both = [p for p in kept["A"] if p in kept["B"]]
     missing = {p: "candidate" for p in kept["A"] if p not in kept["B"]}
@@ -206,22 +214,21 @@ def _select(manifests: dict[str, dict], selection: Selection) -> tuple[dict, dic
     return {p: kept["B"][p] for p in both}, missing
 
 
-def _stage(device: Device, folders: dict[str, Path], manifests: dict[str, dict],
-           selected: dict[str, dict], runners: dict[str, Runner]) -> Staged:
+def _stage(device: Device, folders: dict[str, Path], manifests: dict[str, Manifest],
+           selected: dict[str, Artifact], runners: dict[str, Runner]) -> Staged:
     """Both sides' artifacts and input tensors, named ``A:<file>`` and ``B:<file>``."""
     local = {}
     for side, folder in folders.items():
-        by_path = {a["path"]: a for a in manifests[side]["artifacts"]}
         for path in selected:
             local[f"{side}:{path}"] = folder / path
-            for tensor in by_path[path]["inputs"]:
-                local[f"{side}:{tensor['file']}"] = folder / tensor["file"]
+            for tensor in manifests[side].artifact(path).inputs:
+                local[f"{side}:{tensor.file}"] = folder / tensor.file
     return stage_files(device, local, runners)
 
 
-def _planned(side: str, path: str, artifact: dict, staged: Staged) -> PlannedModel:
+def _planned(side: str, path: str, artifact: Artifact, staged: Staged) -> PlannedModel:
     return PlannedModel(f"{side}:{path}", staged.paths[f"{side}:{path}"],
-                        tuple(staged.paths[f"{side}:{t['file']}"] for t in artifact["inputs"]))
+                        tuple(staged.paths[f"{side}:{t.file}"] for t in artifact.inputs))
 
 
 def gate_ab(run: ABRun, rule: Rule, unstable_is_failure: bool = False) -> GateResult:
@@ -235,11 +242,10 @@ def gate_ab(run: ABRun, rule: Rule, unstable_is_failure: bool = False) -> GateRe
         _check_pairs(path, a, b)
         shift = paired_shift(a, b, rule.confidence)
         verdict, reason = decide(shift, rule)
-        rows.append(Row(path, art["unit"], art["format"], art["precision"], verdict, reason,
-                        shift))
+        rows.append(Row(path, art.unit, art.format, art.precision, verdict, reason, shift))
     for path, side in run.missing.items():
-        art = next(a for m in run.manifests.values() for a in m["artifacts"] if a["path"] == path)
-        rows.append(Row(path, art["unit"], art["format"], art["precision"], INCOMPARABLE,
+        art = next(a for m in run.manifests.values() for a in m.artifacts if a.path == path)
+        rows.append(Row(path, art.unit, art.format, art.precision, INCOMPARABLE,
                         f"not in the {side} export"))
     rows.sort(key=lambda row: artifact_order(row.artifact))
     return GateResult("ab", rule, rows, _side(run, "A"), _side(run, "B"),
@@ -260,11 +266,11 @@ def _check_pairs(path: str, a: np.ndarray, b: np.ndarray) -> None:
 def _side(run: ABRun, side: str) -> dict:
     m = run.manifests[side]
     folder = run.options.baseline if side == "A" else run.options.candidate
-    return {"source": str(folder), "created": m["created"], "model": m["model"]["name"],
-            "input_size": m["input"]["size"], "output": m["output"]["mode"],
-            "weights": m["weights"], "cache_key": m["cache_key"],
+    return {"source": str(folder), "created": m.created, "model": m.model.name,
+            "input_size": m.input.size, "output": m.output.mode,
+            "weights": m.weights, "cache_key": m.cache_key,
             "manifest_sha256": mf.sha256_path(Path(folder) / mf.MANIFEST),
-            "artifacts": {a["path"]: a["sha256"] for a in m["artifacts"]},
+            "artifacts": {a.path: a.sha256 for a in m.artifacts},
             "device": run.info.name}
 
 

@@ -36,8 +36,12 @@ class Selection:
     units: tuple[str, ...] | None = None
 
     def keeps(self, artifact: dict) -> bool:
-        return all(allowed is None or artifact[key] in allowed for key, allowed in (
-            ("format", self.formats), ("precision", self.precisions), ("unit", self.units)))
+        """Whether a report's artifact entry is selected."""
+        return self.allows(artifact["format"], artifact["precision"], artifact["unit"])
+
+    def allows(self, fmt: str, precision: str, unit: str) -> bool:
+        return all(allowed is None or value in allowed for value, allowed in (
+            (fmt, self.formats), (precision, self.precisions), (unit, self.units)))
 
 
 @dataclass

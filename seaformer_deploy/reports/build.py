@@ -39,23 +39,24 @@ def build_report(run: BenchRun) -> dict:
                      "thermal": run.options.thermal.to_dict(),
                      "frequency_lock": run.frequency_lock},
         "runners": {fmt: r.identity for fmt, r in run.runners.items()},
-        "export": {"folder": str(run.folder), "model": manifest["model"],
-                   "input": manifest["input"], "output": manifest["output"],
-                   "weights": manifest["weights"], "samples": manifest["samples"][:1],
-                   "cache_key": manifest["cache_key"],
+        "export": {"folder": str(run.folder), "model": manifest.model.to_dict(),
+                   "input": manifest.input.to_dict(), "output": manifest.output.to_dict(),
+                   "weights": manifest.weights,
+                   "samples": [s.to_dict() for s in manifest.samples[:1]],
+                   "cache_key": manifest.cache_key,
                    "manifest_sha256": mf.sha256_path(run.folder / mf.MANIFEST),
-                   "export_tools": manifest["tools"]},
+                   "export_tools": manifest.tools},
         "blocks": run.blocks, "artifacts": artifacts, "failures": _failures(run),
         "components": component_breakdown(artifacts),
-        "paper": PAPER_FIG10 if manifest["model"]["name"] == PAPER_FIG10["model"] else None,
+        "paper": PAPER_FIG10 if manifest.model.name == PAPER_FIG10["model"] else None,
         "events": run.events, "warnings": _warnings(run, artifacts),
     }
 
 
 def _failures(run: BenchRun) -> list[dict]:
     """Artifacts the runner died or hung on, with what was measured before."""
-    return [{"path": m.artifact["path"], "unit": m.artifact["unit"],
-             "format": m.artifact["format"], "precision": m.artifact["precision"],
+    return [{"path": m.artifact.path, "unit": m.artifact.unit,
+             "format": m.artifact.format, "precision": m.artifact.precision,
              **m.failure,
              "samples_ms": [round(float(v), 6) for r in m.runs for v in r.samples_ms]}
             for m in run.measurements if m.failure is not None]
@@ -74,8 +75,8 @@ def _artifact(run: BenchRun, m: Measurement) -> dict:
     samples = np.concatenate([r.samples_ms for r in m.runs])
     cpus = np.concatenate([r.cpus for r in m.runs])
     entry = {
-        "path": art["path"], "unit": art["unit"], "format": art["format"],
-        "precision": art["precision"], "sha256": art["sha256"], "bytes": art["bytes"],
+        "path": art.path, "unit": art.unit, "format": art.format,
+        "precision": art.precision, "sha256": art.sha256, "bytes": art.bytes,
         "samples_ms": [round(float(v), 6) for v in samples],
         "cpus": [int(c) for c in cpus],
         "blocks": [b for b, r in enumerate(m.runs) for _ in range(len(r.samples_ms))],
@@ -85,8 +86,8 @@ def _artifact(run: BenchRun, m: Measurement) -> dict:
         "warmup_iterations": [r.warmup_iterations for r in m.runs],
         "rss_after_load_kb": max(r.rss_after_load_kb for r in m.runs),
         "stats": summarize(samples, run.options.cv_limit).to_dict(),
-        "parity": (device_parity(art, m.outputs, run.folder) if m.outputs is not None
-                   else None),
+        "parity": (device_parity(art, m.outputs, run.folder).to_dict()
+                   if m.outputs is not None else None),
     }
     return entry
 
@@ -142,6 +143,6 @@ def _warnings(run: BenchRun, artifacts: list[dict]) -> list[str]:
             found.append(f"block {block['index']}: the runner could not pin itself "
                          f"({block['pin_error']})")
         found += [f"block {block['index']}: {flag}" for flag in block.get("drift") or []]
-    found += [f"{m.artifact['path']}: no result, the runner {m.failure['reason']} in block "
+    found += [f"{m.artifact.path}: no result, the runner {m.failure['reason']} in block "
               f"{m.failure['block']}" for m in run.measurements if m.failure is not None]
     return found

@@ -16,8 +16,8 @@ def test_default_export_end_to_end(tmp_path):
     assert result.exit_code == 0, result.output
     folder = tmp_path / "seaformer-t_512x512_logits"
     manifest = mf.load(folder)
-    assert manifest is not None and manifest["parity_passed"]
-    assert len(manifest["artifacts"]) == 20 and manifest["input"]["size"] == [512, 512]
+    assert manifest is not None and manifest.parity_passed
+    assert len(manifest.artifacts) == 20 and manifest.input.size == [512, 512]
     assert "parity of seaformer-t 512x512" in result.stdout
     assert "model.fp16.pte" in result.stdout and "chain pte fp16" in result.stdout
 

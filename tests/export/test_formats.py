@@ -7,6 +7,7 @@ import json
 import re
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -100,7 +101,7 @@ def test_devices_run_what_their_runners_run(onnx_copy):
     assert LocalDevice().formats == fmts.by_rank() and LocalDevice().formats[-1] == "onnx2"
     assert fmts.runnable_on("adb") == tuple(
         f for f in fmts.by_rank() if fmts.get(f).runner is fmts.RunnerKind.NATIVE) == ("pte",)
-    plan = block_plan([{"format": "onnx2"}, {"format": "onnx"}, {"format": "pte"}], 2)
+    plan = block_plan([SimpleNamespace(format=f) for f in ("onnx2", "onnx", "pte")], 2)
     assert [f for f, _ in plan] == ["pte", "onnx", "onnx2", "onnx2", "onnx", "pte"]
 
 
@@ -129,10 +130,10 @@ def test_no_code_outside_the_registry_branches_on_a_format_name():
 def test_a_format_registered_here_flows_through_export_and_bench(onnx_copy, tmp_path):
     result = export(ExportOptions(model="seaformer-t", input_size=(64, 64), out_root=tmp_path,
                                   formats=("onnx2",), precisions=("fp32",), components=False))
-    (art,) = result.manifest["artifacts"]
+    (art,) = result.manifest.to_dict()["artifacts"]
     assert art["path"] == "model.fp32.onnx2" and art["format"] == "onnx2"
     assert art["parity"]["passed"] and art["inputs"][0]["dim_order"] == [0, 1, 2, 3]
-    assert result.manifest["deploy_form"]["runtime_rewrites"] == {
+    assert result.manifest.to_dict()["deploy_form"]["runtime_rewrites"] == {
         "onnx2": [{"name": "matmul_upsampling", "modules": 2}]}
     run = bench(BenchOptions(result.folder, formats=("onnx2",), precisions=("fp32",),
                              protocol=QUICK, blocks=1))

@@ -24,7 +24,7 @@ def test_official_format_checkpoint_exports(tmp_path, seg_spec):
     result = export(ExportOptions(model="seaformer-t", checkpoint=path, input_size=(64, 64),
                                   out_root=tmp_path / "models", precisions=("fp32",),
                                   components=False))
-    manifest = result.manifest
+    manifest = result.manifest.to_dict()
     assert manifest["weights"] == {"source": "checkpoint", "path": str(path),
                                    "sha256": sha256_file(path), "entry": "state_dict"}
     assert manifest["model"]["class_names"][:2] == ["c0", "c1"]

@@ -23,7 +23,7 @@ def ort_export(tmp_path_factory):
                                       "--formats", "onnx,ort", "--out", str(out)])
     assert result.exit_code == 0, result.output
     (folder,) = out.iterdir()
-    return folder, mf.read(folder)
+    return folder, mf.read(folder).to_dict()
 
 
 def test_ort_artifacts_pass_parity_and_chain(ort_export):

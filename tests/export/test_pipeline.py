@@ -25,12 +25,12 @@ UNITS = ("model", "stem", "context", "spatial", "head")
 
 
 def _artifacts(result, **match):
-    return [a for a in result.manifest["artifacts"]
+    return [a for a in result.manifest.to_dict()["artifacts"]
             if all(a[k] == v for k, v in match.items())]
 
 
 def test_every_artifact_is_written_and_described(small_export):
-    manifest = small_export.manifest
+    manifest = small_export.manifest.to_dict()
     mf.validate(manifest)
     assert json.loads((small_export.folder / "manifest.json").read_text()) == manifest
     combos = {(a["unit"], a["format"], a["precision"]) for a in manifest["artifacts"]}
@@ -71,7 +71,7 @@ def test_onnx_graphs_are_static_clean_and_mobile(small_export):
 def test_each_format_gets_its_runtime_form(small_export):
     """ONNX graphs resize by matrix products, .pte programs keep XNNPACK's resize and pad the
     classifier; the manifest says which rewrite went where."""
-    runtime = small_export.manifest["deploy_form"]["runtime_rewrites"]
+    runtime = small_export.manifest.to_dict()["deploy_form"]["runtime_rewrites"]
     assert runtime == {"onnx": [{"name": "matmul_upsampling", "modules": 2}],
                        "pte": [{"name": "aligned_classifier", "modules": 1}]}
     for art in _artifacts(small_export, format="onnx"):
@@ -109,8 +109,8 @@ def test_components_chain_to_the_whole_model(small_export, fmt):
     run = {"onnx": run_onnx, "pte": run_pte}[fmt]
     folder = small_export.folder
     env = {"image": [images[i:i + 1].numpy() for i in range(len(images))]}
-    arts = {a["path"]: a for a in small_export.manifest["artifacts"]}
-    for comp in small_export.manifest["components"]:
+    arts = {a["path"]: a for a in small_export.manifest.to_dict()["artifacts"]}
+    for comp in small_export.manifest.to_dict()["components"]:
         art = arts[f"{comp['name']}.fp32.{fmt}"]
         outs, _ = run(folder / art["path"],
                       [[env[t["name"]][i] for t in comp["inputs"]] for i in range(len(images))],
@@ -129,7 +129,7 @@ def test_components_chain_to_the_whole_model(small_export, fmt):
 
 
 def test_manifest_records_the_chains(small_export):
-    chains = {(c["format"], c["precision"]): c for c in small_export.manifest["chains"]}
+    chains = {(c["format"], c["precision"]): c for c in small_export.manifest.to_dict()["chains"]}
     assert set(chains) == {(f, p) for f in ("onnx", "pte") for p in ("fp32", "fp16")}
     assert all(c["parity"]["passed"] for c in chains.values())
 
@@ -161,11 +161,11 @@ def test_corrupted_weights_fail_the_export(tmp_path, monkeypatch):
     monkeypatch.setattr(onnx_export, "simplify", corrupt)
     with pytest.raises(ParityError) as err:
         export(_quick(tmp_path))
-    bad = err.value.manifest["artifacts"][0]["parity"]
+    bad = err.value.manifest.to_dict()["artifacts"][0]["parity"]
     assert not bad["passed"] and bad["failures"]
     assert list(tmp_path.iterdir()) == []               # nothing handed over, no staging left
     report = export(_quick(tmp_path, parity_gate=False))
-    assert not report.manifest["parity_passed"]           # --no-parity-gate: written, flagged
+    assert not report.manifest.to_dict()["parity_passed"]           # --no-parity-gate: written, flagged
 
 
 def test_interrupted_export_leaves_nothing_half_written(tmp_path, monkeypatch):
@@ -200,8 +200,8 @@ def test_smallest_input_size_exports_every_component(tmp_path):
     that carry it stay NCHW (channels-last ones failed at run time in ExecuTorch 1.5.1)."""
     result = export(ExportOptions(model="seaformer-t", input_size=(64, 64), out_root=tmp_path,
                                   formats=("pte",), precisions=("fp32",)))
-    assert result.manifest["parity_passed"]
-    orders = {a["unit"]: a["inputs"][0]["dim_order"] for a in result.manifest["artifacts"]}
+    assert result.manifest.to_dict()["parity_passed"]
+    orders = {a["unit"]: a["inputs"][0]["dim_order"] for a in result.manifest.to_dict()["artifacts"]}
     assert orders == {"model": [0, 2, 3, 1], "stem": [0, 2, 3, 1], "context": [0, 1, 2, 3],
                       "spatial": [0, 1, 2, 3], "head": [0, 2, 3, 1]}
 
@@ -209,10 +209,10 @@ def test_smallest_input_size_exports_every_component(tmp_path):
 def test_labels_output(tmp_path):
     result = export(ExportOptions(model="seaformer-t", input_size=SMALL, out_root=tmp_path,
                                   precisions=("fp32",), components=False, output="labels"))
-    for art in result.manifest["artifacts"]:
+    for art in result.manifest.to_dict()["artifacts"]:
         assert art["outputs"] == [{"name": "labels", "shape": [1, 256, 256], "dtype": "int64",
                                    "kind": "labels", "dim_order": [0, 1, 2],
                                    "file": "tensors/labels.int64.bin"}]
         assert art["parity"]["passed"]
         assert art["parity"]["worst"]["label_agreement"] >= THRESHOLDS["fp32"]["label_agreement"]
-    assert "ArgMax" in result.manifest["artifacts"][0]["operators"]
+    assert "ArgMax" in result.manifest.to_dict()["artifacts"][0]["operators"]

@@ -153,11 +153,11 @@ def test_padded_conv_keeps_the_real_channels():
 def test_families_lower_to_one_partition(model, tmp_path):
     result = export(ExportOptions(model=model, input_size=SIZE, out_root=tmp_path,
                                   formats=("pte",), precisions=("fp32",), components=False))
-    art = result.manifest["artifacts"][0]
+    art = result.manifest.to_dict()["artifacts"][0]
     assert art["executorch"]["partitions"] == 1 and art["executorch"]["non_delegated_ops"] == {}
     assert art["parity"]["worst"]["psnr_db"] >= THRESHOLDS["fp32"]["psnr_db"]
-    assert {r["name"] for r in result.manifest["deploy_form"]["rewrites"]} >= {"fused_qkv"}
-    assert result.manifest["deploy_form"]["runtime_rewrites"] == {
+    assert {r["name"] for r in result.manifest.to_dict()["deploy_form"]["rewrites"]} >= {"fused_qkv"}
+    assert result.manifest.to_dict()["deploy_form"]["runtime_rewrites"] == {
         "pte": [{"name": "aligned_classifier", "modules": 1}]}
 
 
@@ -166,8 +166,8 @@ def test_naive_export_keeps_the_reference_form(tmp_path):
                                   formats=("pte",), precisions=("fp32",), components=False,
                                   rewrites=False))
     assert result.folder.name.endswith("_naive")
-    art = result.manifest["artifacts"][0]
-    assert result.manifest["deploy_form"]["rewrites"] == []
-    assert result.manifest["deploy_form"]["runtime_rewrites"] == {"pte": []}
+    art = result.manifest.to_dict()["artifacts"][0]
+    assert result.manifest.to_dict()["deploy_form"]["rewrites"] == []
+    assert result.manifest.to_dict()["deploy_form"]["runtime_rewrites"] == {"pte": []}
     assert art["executorch"]["partitions"] > 1 and "aten_mean_dim" in art["executorch"][
         "non_delegated_ops"]

@@ -39,7 +39,7 @@ def ab(tmp_path, baseline, candidate, *extra: str):
 
 
 def test_slow_export_is_marked_and_exact(slow_export):
-    m = slow_export.manifest
+    m = slow_export.manifest.to_dict()
     assert slow_export.folder.name.endswith("_extra100")
     assert m["deploy_form"]["extra_work"] == SLOW_EXTRA_WORK and m["parity_passed"]
     [art] = m["artifacts"]

@@ -76,7 +76,7 @@ def test_it_exports_with_parity(toy, tmp_path):
     toy.SETUP_CALLS.clear()
     result = export(ExportOptions(model=toy.NAME, input_size=SIZE, out_root=tmp_path,
                                   formats=("onnx", "pte"), precisions=("fp32",)))
-    manifest = result.manifest
+    manifest = result.manifest.to_dict()
     assert toy.SETUP_CALLS == [toy.NAME]             # the family's synthetic-weight hook ran
     assert manifest["model"]["family"] == "toy" and manifest["parity_passed"]
     assert [r["name"] for r in manifest["deploy_form"]["rewrites"]] == [

@@ -30,7 +30,7 @@ def test_linux_arm64_runner_under_qemu(tmp_path, small_export):
                             text=True).stdout
     assert "AArch64" in header
     names = ["model.fp32.pte", "model.fp16.pte"]
-    arts = {a["path"]: a for a in small_export.manifest["artifacts"]}
+    arts = {a["path"]: a for a in small_export.manifest.to_dict()["artifacts"]}
     models = []
     for name in names:
         (tmp_path / name).mkdir()
@@ -49,5 +49,6 @@ def test_linux_arm64_runner_under_qemu(tmp_path, small_export):
     for name in names:
         run = result.models[name]
         outputs = [read_output(o) for o in run.outputs]
-        parity = device_parity(arts[name], outputs, small_export.folder)
-        assert parity["passed"], (name, parity["worst"], parity["failures"])
+        parity = device_parity(small_export.manifest.artifact(name), outputs,
+                               small_export.folder)
+        assert parity.passed, (name, parity.worst, parity.failures)

@@ -31,7 +31,7 @@ def core():
 
 def _plan(tmp_path, export, names, core, protocol=QUICK):
     folder = export.folder
-    arts = {a["path"]: a for a in export.manifest["artifacts"]}
+    arts = {a["path"]: a for a in export.manifest.to_dict()["artifacts"]}
     models = []
     for name in names:
         out = tmp_path / "out" / name
@@ -68,15 +68,16 @@ def test_runner_pins_measures_and_matches_pytorch(kind, tmp_path, small_export, 
            else [sys.executable, "-m", "seaformer_deploy.runners.onnx_runner"])
     result = _run(cmd, tmp_path)
     assert result.pinned and result.requested_core == core and result.threads == 1
-    arts = {a["path"]: a for a in small_export.manifest["artifacts"]}
+    arts = {a["path"]: a for a in small_export.manifest.to_dict()["artifacts"]}
     for name in names:
         run = result.models[name]
         assert len(run.samples_ms) >= QUICK.iterations and np.all(run.samples_ms > 0)
         assert set(run.cpus.tolist()) == {core}, "an iteration ran on another CPU"
         assert sorted(set(run.rounds.tolist())) == list(range(QUICK.rounds))
         assert run.warmup_iterations >= QUICK.warmup_iterations and run.load_ms > 0
-        parity = device_parity(arts[name], _outputs(run), small_export.folder)
-        assert parity["passed"], (name, parity["failures"])
+        parity = device_parity(small_export.manifest.artifact(name), _outputs(run),
+                               small_export.folder)
+        assert parity.passed, (name, parity.failures)
         expected = [t["dim_order"] for t in arts[name]["outputs"]]
         assert [o["dim_order"] for o in run.outputs] == expected
 
