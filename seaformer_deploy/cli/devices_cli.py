@@ -10,7 +10,8 @@ import typer
 from rich import box
 from rich.table import Table
 
-from .common import NdkOpt, PrefixOpt, app, console, user_errors
+from ..errors import UserError
+from .common import NdkOpt, PrefixOpt, app, console, flag, print_error, user_errors
 
 runner_app = typer.Typer(help="The native benchmark runner.", no_args_is_help=True)
 app.add_typer(runner_app, name="runner")
@@ -29,7 +30,11 @@ def runner_build_cmd(
     """Build (or find in the cache) the native ExecuTorch runner for a target."""
     from ..runners.native import build_runner
 
-    build = build_runner(target, ndk, executorch_prefix, force)
+    try:
+        build = build_runner(target, ndk, executorch_prefix, force)
+    except UserError as exc:     # here the field target is --target (bench's is --runner-target)
+        print_error(exc.render(lambda field: "--target" if field == "target" else flag(field)))
+        raise typer.Exit(exc.exit_code) from None
     console.print(f"{build.target} runner for {build.abi} ({build.toolchain}, launch "
                   f"{build.launch.mode}, ExecuTorch {build.executorch_version}): "
                   f"{build.folder}", highlight=False, markup=False)
@@ -59,10 +64,11 @@ def devices_cmd(
     from ..api import devices
 
     listing = devices(device or [], profiles)
+    found = listing.to_dict(flag)        # a device's error names our flags, not the fields
     if as_json:
-        typer.echo(json.dumps(listing.to_dict(), indent=2))
+        typer.echo(json.dumps(found, indent=2))
     else:
-        _print_devices(listing.to_dict())
+        _print_devices(found)
     if listing.failed:
         raise typer.Exit(1)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import UserError
+from ..errors import OptionError, option
 from .base import CommandResult, Device, DeviceInfo
 from .choice import device_profile, pick_core
 from .fingerprint import device_fingerprint
@@ -26,8 +26,9 @@ def get_device(spec: str | None, transport: str = "auto") -> Device:
     if spec is None or spec == "local":
         return LocalDevice()
     if not spec.strip():
-        raise UserError("--device is empty: pass a phone's adb serial (or HOST:PORT), `adb` "
-                        "for the only attached phone, or `local` for this machine.")
+        raise OptionError(f"{option('device')} is empty: pass a phone's adb serial (or "
+                          f"HOST:PORT), `adb` for the only attached phone, or `local` for this "
+                          f"machine.")
     from .adb import AdbDevice
 
     return AdbDevice(None if spec == "adb" else spec, transport=transport)

@@ -28,6 +28,7 @@ import time
 import uuid
 from pathlib import Path
 
+from ..errors import option
 from ..export.manifest import sha256_path
 from .adb_link import AdbError, AdbLink, AdbShellLink, LinkLost, LinkTimeout, key_path
 from .base import CommandResult, Device, DeviceInfo
@@ -61,7 +62,7 @@ def open_link(serial: str, key: Path | None, timeout: float, transport: str) -> 
     if not server.running():
         if transport == "server":
             raise AdbError(f"no adb server answers on {server.address}: start it with "
-                           f"`adb start-server` (or use --adb-transport direct).")
+                           f"`adb start-server` (or use {option('transport')} direct).")
         return AdbShellLink(serial, key=key, timeout=timeout)
     listed = server.devices()
     if transport == "server" or serial in {d.serial for d in listed}:
@@ -175,8 +176,8 @@ class AdbDevice(Device):
             if time.monotonic() >= deadline:
                 raise AdbError(
                     f"{self.serial} is busy: another bench holds {LOCK} ({holder}). Wait for "
-                    f"it (--wait SECONDS waits), or, if that run is gone, remove the lock "
-                    f"with `adb -s {self.serial} shell rm -r {LOCK}`.")
+                    f"it ({option('wait_seconds')} SECONDS waits), or, if that run is gone, "
+                    f"remove the lock with `adb -s {self.serial} shell rm -r {LOCK}`.")
             time.sleep(min(5.0, max(0.1, deadline - time.monotonic())))
 
     def _stale(self, holder: str) -> bool:

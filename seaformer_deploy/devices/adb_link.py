@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import UserError, option
 
 
 class AdbError(UserError):
@@ -266,19 +266,19 @@ def usb_connect_error(serial: str, key: Path | None, exc: BaseException) -> AdbE
         return LinkLost(
             f"no USB device with serial {serial} answers adb {detail}: check the cable, that "
             f"USB debugging is on, and the serial (`adb devices -l` lists the phones adb sees). "
-            f"A running adb server holds the phone's USB interface: use it (--adb-transport "
-            f"server) or stop it (`adb kill-server`).")
+            f"A running adb server holds the phone's USB interface: use it "
+            f"({option('transport')} server) or stop it (`adb kill-server`).")
     if kind == "busy":
         return AdbError(
             f"{serial}: another program holds the phone's USB interface {detail}, usually an "
-            f"adb server: use it (--adb-transport server) or stop it (`adb kill-server`), then "
-            f"retry.")
+            f"adb server: use it ({option('transport')} server) or stop it (`adb kill-server`), "
+            f"then retry.")
     if kind == "access":
         return AdbError(
             f"{serial}: no permission to open the phone's USB device {detail}: install udev "
             f"rules for Android phones (Debian: `apt install android-sdk-platform-tools-common`) "
             f"and join the plugdev group, then re-plug the phone; or use a running adb server "
-            f"(--adb-transport server).")
+            f"({option('transport')} server).")
     if kind == "timeout":                # as over TCP: adbd waits for the user's answer
         return AdbError(f"{unauthorized_message(serial, key)} (no answer over USB {detail})")
     return LinkLost(f"cannot reach {serial} over USB {detail}: check the cable and "
@@ -296,7 +296,7 @@ def _no_usb_support(serial: str) -> str:
     return (f"device {serial!r} is a USB serial: reach it through a running adb server "
             f"(`adb start-server`; check `adb devices`), or install adb-shell's USB support "
             f"(`pip install 'adb-shell[usb]'`), or switch the phone to TCP (`adb tcpip 5555`, "
-            f"then --device PHONE_IP:5555).")
+            f"then {option('device')} PHONE_IP:5555).")
 
 
 def _tcp_transport(host: str, port: int):
@@ -316,10 +316,9 @@ def _tcp_transport(host: str, port: int):
             super().connect(transport_timeout_s)
             sock = self._connection
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-            for option, value in (("TCP_KEEPIDLE", 5), ("TCP_KEEPINTVL", 2),
-                                  ("TCP_KEEPCNT", 5)):
-                if hasattr(socket, option):
-                    sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+            for name, value in (("TCP_KEEPIDLE", 5), ("TCP_KEEPINTVL", 2), ("TCP_KEEPCNT", 5)):
+                if hasattr(socket, name):
+                    sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
 
         # adb-shell waits with select(), which refuses sockets numbered 1024 or more; a long
         # bench process (or a host app embedding us) can have that many files open, so wait

@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import option
 from .adb_link import AdbError, AdbLink, LinkLost, LinkTimeout, unauthorized_message
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 5037
@@ -185,8 +186,8 @@ class AdbServer:
             sock = socket.create_connection((self.host, self.port), timeout=min(timeout, 5.0))
         except OSError as exc:               # refused, unknown host, unreachable, timeout
             raise LinkLost(f"no adb server answers at {self.address} ({exc}): start one with "
-                           f"`adb start-server`, or reach the phone directly with --device "
-                           f"HOST:PORT.") from None
+                           f"`adb start-server`, or reach the phone directly with "
+                           f"{option('device')} HOST:PORT.") from None
         return _Conn(sock, timeout)
 
 
@@ -213,7 +214,7 @@ def resolve_serial(serial: str | None) -> tuple[str, str]:
     if os.environ.get("ANDROID_SERIAL"):
         return os.environ["ANDROID_SERIAL"], "from ANDROID_SERIAL"
     server = AdbServer(*server_address())
-    hint = "pass --device SERIAL (or HOST:PORT), or set ANDROID_SERIAL"
+    hint = f"pass {option('device')} SERIAL (or HOST:PORT), or set ANDROID_SERIAL"
     if not server.running():
         raise AdbError(f"no device serial: {hint}. (No adb server answers at "
                        f"{server.address} to pick the only attached phone from; "
@@ -238,8 +239,8 @@ def unlisted_usb_error(server: AdbServer, serial: str, listed: list[ListedDevice
     return AdbError(f"the adb server at {server.address} does not list {serial}; it sees: "
                     f"{summary(listed)}. While it runs it holds the phones on USB, so check "
                     f"the serial and the cable with `adb devices -l`; or stop it "
-                    f"(`adb kill-server`) and pass --adb-transport direct to reach the phone "
-                    f"without it.")
+                    f"(`adb kill-server`) and pass {option('transport')} direct to reach the "
+                    f"phone without it.")
 
 
 class ServerLink(AdbLink):
@@ -353,7 +354,7 @@ class ServerLink(AdbLink):
             raise AdbError(f"{where} does not list {self.serial}; it sees: "
                            f"{summary(self.server.devices())}. Check the serial with `adb "
                            f"devices -l`; for a phone on the network run `adb connect "
-                           f"HOST:PORT` or pass --device HOST:PORT.")
+                           f"HOST:PORT` or pass {option('device')} HOST:PORT.")
         if "no permissions" in why:
             raise AdbError(f"{where} lists {self.serial} with no permissions: the server may "
                            f"not open the phone's USB device ({why}). Install udev rules for "

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import shlex
 
-from ..errors import UserError
+from ..errors import UserError, option
 from .base import Device
 
 
@@ -29,9 +29,9 @@ def root_prefix(device: Device) -> str:
     if probe.stdout.strip() == "rooted":
         return "su 0 sh -c"
     raise FrequencyLockError(
-        f"--lock-freq needs root on {device.name} (`adb root` on a userdebug build, or su from "
-        f"Magisk); this device has neither. Run without --lock-freq: the report still records "
-        f"the governor and frequencies before and after every block.")
+        f"{option('lock_freq')} needs root on {device.name} (`adb root` on a userdebug build, "
+        f"or su from Magisk); this device has neither. Run without {option('lock_freq')}: the "
+        f"report still records the governor and frequencies before and after every block.")
 
 
 class FrequencyLock:

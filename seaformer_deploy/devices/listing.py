@@ -8,6 +8,7 @@ free space and the matching device profile. A device that cannot be probed gets 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
@@ -21,6 +22,9 @@ TMP = "/data/local/tmp"
 class Listing:
     server: dict                     # address, running and (when running) version
     devices: list[dict] = field(default_factory=list)
+    # The UserError behind a record's ``error`` (by position), which names options as fields:
+    # ``to_dict(name)`` spells them again, as the command line's flags for instance.
+    errors: dict[int, UserError] = field(default_factory=dict, repr=False)
 
     @property
     def failed(self) -> bool:
@@ -28,8 +32,19 @@ class Listing:
         probed."""
         return any(d.get("error") for d in self.devices)
 
-    def to_dict(self) -> dict:
-        return {"server": self.server, "devices": self.devices}
+    def add(self, record: dict) -> None:
+        """Append a record; an ``error`` that is a UserError is kept and shown as its text."""
+        if isinstance(record.get("error"), UserError):
+            self.errors[len(self.devices)] = record["error"]
+            record = record | {"error": str(record["error"])}
+        self.devices.append(record)
+
+    def to_dict(self, name: Callable[[str], str] = str) -> dict:
+        """The server and the records; the options an error names are spelled by ``name``
+        (default: the field, as ``UserError.render``)."""
+        devices = [d | {"error": self.errors[i].render(name)} if i in self.errors else d
+                   for i, d in enumerate(self.devices)]
+        return {"server": self.server, "devices": devices}
 
 
 def survey(direct: list[str], profiles: Path | None = None) -> Listing:
@@ -45,12 +60,11 @@ def survey(direct: list[str], profiles: Path | None = None) -> Listing:
         for listed in server.devices():
             entry = {"serial": listed.serial, "state": listed.state, "via": "adb server",
                      "model": listed.model}
-            listing.devices.append(entry | (describe(listed.serial, "server", known)
-                                            if listed.state == "device"
-                                            else {"hint": state_hint(listed)}))
+            listing.add(entry | (describe(listed.serial, "server", known)
+                                 if listed.state == "device" else {"hint": state_hint(listed)}))
     for serial in direct:
         entry = {"serial": serial, "state": "device", "via": "direct"}
-        listing.devices.append(entry | describe(serial, "direct", known))
+        listing.add(entry | describe(serial, "direct", known))
     return listing
 
 
@@ -67,21 +81,22 @@ def state_hint(listed: object) -> str:
 
 
 def describe(serial: str, transport: str, profiles: list) -> dict:
-    """Probe one device; a failure becomes the record's error."""
+    """Probe one device; a failure becomes the record's error (the UserError itself:
+    ``Listing.add`` keeps it and records its text)."""
     from .choice import device_profile, pick_core
     from .adb import AdbDevice
 
     try:
         dev = AdbDevice(serial, transport=transport)
     except UserError as exc:
-        return {"state": "unreachable", "error": str(exc)}
+        return {"state": "unreachable", "error": exc}
     try:
         info, state = dev.probe(), dev.state()
         profile = device_profile(info, profiles)
         choice = pick_core(dev, info, None, profile)
         free = dev.free_bytes(TMP)
     except UserError as exc:
-        return {"transport": dev.transport, "error": str(exc)}
+        return {"transport": dev.transport, "error": exc}
     finally:
         dev.close()
     props = info.properties

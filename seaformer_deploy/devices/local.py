@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import UserError, option
 from .base import CommandResult, Device
 
 
@@ -80,7 +80,8 @@ class LocalDevice(Device):
                 if time.monotonic() >= deadline:
                     handle.close()
                     raise UserError(f"another seaformer-deploy bench runs on this machine "
-                                    f"(it holds {path}); wait for it, or pass --wait SECONDS."
+                                    f"(it holds {path}); wait for it, or pass "
+                                    f"{option('wait_seconds')} SECONDS."
                                     ) from None
                 time.sleep(0.5)
         handle.seek(0)

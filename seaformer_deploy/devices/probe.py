@@ -142,10 +142,10 @@ def choose_core(topo: Topology, requested: int | None = None) -> CoreChoice:
     indices = [c.index for c in topo.cores]
     if requested is not None:
         if requested not in indices:
-            from ..errors import UserError
+            from ..errors import OptionError, option
 
-            raise UserError(f"--core {requested} is not an online CPU of this device "
-                            f"(online: {', '.join(map(str, indices))}).")
+            raise OptionError(f"{option('core')} {requested} is not an online CPU of this "
+                              f"device (online: {', '.join(map(str, indices))}).")
         return CoreChoice(requested, "requested with --core")
     def speed(c: CpuCore) -> tuple[int, int]:
         return (c.max_khz or 0, c.capacity or 0)

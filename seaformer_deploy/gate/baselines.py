@@ -17,6 +17,7 @@ import json
 import re
 from pathlib import Path
 
+from ..errors import option
 from ..export import manifest as mf
 from ..reports.files import ReportError, load_report
 from .compare import GateError
@@ -63,7 +64,7 @@ def find(candidate: dict, root: Path = ROOT) -> Path:
         f"no baseline at {path} for this device fingerprint "
         f"({', '.join(f'{k}={v}' for k, v in fields.items())}).\n"
         f"{several}Known baselines under {root}: {', '.join(known) or 'none'}.\n"
-        f"Pass --baseline REPORT, or accept a reference run with "
+        f"Pass {option('baseline')} REPORT, or accept a reference run with "
         f"`seaformer-deploy baseline update REPORT`.")
 
 
@@ -113,7 +114,7 @@ def update(report_path: Path, root: Path = ROOT, force: bool = False) -> tuple[P
         mf.write_json(path.parent / FINGERPRINT, {"digest": fp["digest"], "fields": fp["fields"]})
     except OSError as exc:
         raise GateError(f"cannot write the baseline {path} ({exc.strerror or exc}): pass "
-                        f"--baselines a folder you can write to.") from None
+                        f"{option('baselines')} a folder you can write to.") from None
     return path, previous
 
 
@@ -130,13 +131,14 @@ def check_acceptable(report: dict, source: object, force: bool = False) -> None:
         raise GateError(f"{source} cannot be a baseline: {what}. A baseline needs at least one "
                         f"measured artifact and no failed or unmeasured one (those would be "
                         f"INCOMPARABLE in every gate). Re-run the benchmark; limit it with "
-                        f"--formats/--precisions to what this device can run.")
+                        f"{option('formats')}/{option('precisions')} to what this device can "
+                        f"run.")
     failed = [a["path"] for a in report["artifacts"]
               if a.get("parity") and not a["parity"]["passed"]]
     if failed and not force:
         raise GateError(f"{source}: on-device parity failed for {', '.join(failed)}; a "
                         f"baseline of wrong outputs gates nothing. Fix the export, or pass "
-                        f"--force.")
+                        f"{option('force')}.")
 
 
 def without_result(report: dict) -> list[str]:

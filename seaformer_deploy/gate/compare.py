@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UserError, option
 from ..export import formats as fmts
 from ..export import manifest as mf
 from .stats import Shift, latency_problem, unpaired_shift
@@ -98,7 +98,8 @@ def compare_reports(baseline: dict, candidate: dict, rule: Rule, selection: Sele
     rows = [_row(path, arts_a.get(path), arts_b.get(path), mismatch, baseline, candidate, rule)
             for path in sorted(arts_a.keys() | arts_b.keys(), key=artifact_order)]
     if not rows:
-        raise GateError("no artifact of either report matches --formats/--precisions/--units.")
+        raise GateError(f"no artifact of either report matches {option('formats')}/"
+                        f"{option('precisions')}/{option('units')}.")
     result = GateResult("reports", rule, rows, identity(baseline, sources[0]),
                         identity(candidate, sources[1]), unstable_is_failure=unstable_is_failure)
     result.notes += _parity_notes(candidate)

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import OptionError, UserError, option
 from . import bundle
 from .bundle import Launch
 
@@ -111,15 +111,17 @@ def build_runner(target: str = "host", ndk: Path | None = None,
     if target not in TARGETS:
         raise UserError(f"unknown runner target {target!r}; expected one of {', '.join(TARGETS)}")
     if (ndk is None) != (executorch_prefix is None) and target == "android-arm64":
-        raise UserError("the NDK build of the android-arm64 runner needs both --ndk PATH (an "
-                        "Android NDK) and --executorch-prefix PATH (ExecuTorch built and "
-                        "installed for arm64-v8a); without either, the runner is bundled "
-                        "with glibc and needs no NDK.")
+        raise OptionError(f"the NDK build of the android-arm64 runner needs both "
+                          f"{option('ndk')} PATH (an Android NDK) and "
+                          f"{option('executorch_prefix')} PATH (ExecuTorch built and installed "
+                          f"for arm64-v8a); without either, the runner is bundled with glibc "
+                          f"and needs no NDK.")
     if target != "android-arm64" and (ndk is not None or (
             executorch_prefix is not None and target != "linux-arm64")):
-        raise UserError(f"--ndk and --executorch-prefix build the android-arm64 runner "
-                        f"(--executorch-prefix also linux-arm64); the {target} runner takes "
-                        f"neither: drop them or pass --target android-arm64.")
+        raise OptionError(f"{option('ndk')} and {option('executorch_prefix')} build the "
+                          f"android-arm64 runner ({option('executorch_prefix')} also "
+                          f"linux-arm64); the {target} runner takes neither: drop them or pass "
+                          f"{option('target')} android-arm64.")
     if target in BUNDLED and ndk is None:
         return _bundled(target, build_runner(BUNDLED[target], force=force, log=log), force)
     return _compiled(target, ndk, executorch_prefix, force, log)
@@ -268,8 +270,9 @@ def _configure_inputs(target: str, ndk: Path | None, prefix: Path | None,
                 "-DCMAKE_FIND_ROOT_PATH_MODE_PACKAGE=BOTH"]
         return prefix, args, _compiler_id(CROSS_CXX)
     if target != "android-arm64" or ndk is None or prefix is None:
-        raise UserError(f"the {target} runner is built from another target's program; pass "
-                        f"--ndk and --executorch-prefix only for android-arm64.")
+        raise OptionError(f"the {target} runner is built from another target's program; "
+                          f"pass {option('ndk')} and {option('executorch_prefix')} only for "
+                          f"android-arm64.")
     toolchain = Path(ndk) / "build" / "cmake" / "android.toolchain.cmake"
     if not toolchain.is_file():
         raise UserError(f"{ndk} is not an Android NDK: {toolchain} is missing.")

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ..devices import Device, DeviceInfo
 from ..devices.adb_link import LinkTimeout
-from ..errors import UserError
+from ..errors import UserError, option
 from ..export import formats as fmts
 from . import native
 from .bundle import Launch, elf_interpreter, elf_machine
@@ -69,7 +69,7 @@ def device_abi(device: Device, info: DeviceInfo) -> str:
     abi = info.properties.get("abi", "")
     if not abi:
         raise RunnerError(f"{device.name} did not report ro.product.cpu.abi, so the runner "
-                          f"build cannot be chosen; pass --runner-target (android-arm64 for "
+                          f"build cannot be chosen; pass {option('target')} (android-arm64 for "
                           f"arm64-v8a phones, android-x86_64 for x86_64 emulators).")
     return abi
 
@@ -79,8 +79,8 @@ def choose_target(device: Device, info: DeviceInfo, choice: RunnerChoice,
     """(target, why) for a native runner build that is not prebuilt."""
     if choice.target:
         if device.kind == "local" and choice.target != "host":
-            raise RunnerError(f"--runner-target {choice.target} is for adb devices; the local "
-                              f"device runs the host runner.")
+            raise RunnerError(f"{option('target')} {choice.target} is for adb devices; the "
+                              f"local device runs the host runner.")
         return choice.target, "--runner-target"
     if choice.ndk is not None:
         return "android-arm64", "--ndk (the NDK build)"
@@ -109,8 +109,8 @@ def native_runner(device: Device, info: DeviceInfo, choice: RunnerChoice,
     abi = device_abi(device, info)
     if build.abi != abi:
         raise RunnerError(f"the {build.target} runner is built for {build.abi}, but "
-                          f"{device.name} is {abi}; drop --runner-target/--runner to get the "
-                          f"build for {abi}.")
+                          f"{device.name} is {abi}; drop {option('target')}/"
+                          f"{option('prebuilt')} to get the build for {abi}.")
     identity = {**build.identity(), "chosen_by": why}
     return Runner(fmt, identity, dict(build.files), build.launch)
 
@@ -119,7 +119,7 @@ def onnx_runner(device: Device, fmt: str = fmts.ONNX.name) -> Runner:
     """The ONNX Runtime runner (this Python) for ``fmt``; it runs on the local device only."""
     if device.kind not in fmts.RunnerKind.ONNXRUNTIME.devices:
         raise RunnerError(f"{fmt.upper()} artifacts run on the local device only; pass "
-                          f"--formats {','.join(device.formats)}.")
+                          f"{option('formats')} {','.join(device.formats)}.")
     import onnxruntime
 
     return Runner(fmt, {"runner": "seaformer-onnx-runner", "runtime": "onnxruntime",
@@ -207,9 +207,9 @@ def _why_not_started(device: Device, runner: Runner, code: int, output: str) -> 
     if interp and device.shell(f"[ -e {shlex.quote(interp)} ]").returncode != 0:
         return (f"{head}: its ELF interpreter {interp} does not exist there (it is glibc's "
                 f"loader; Android has bionic's /system/bin/linker64), so the kernel refuses "
-                f"it (exit {code}). Drop --runner-target to get the bundled runner, which "
+                f"it (exit {code}). Drop {option('target')} to get the bundled runner, which "
                 f"brings its own loader (android-arm64 for arm64-v8a phones), or build with "
-                f"the NDK (--ndk PATH --executorch-prefix PATH).")
+                f"the NDK ({option('ndk')} PATH {option('executorch_prefix')} PATH).")
     missing = re.search(r"error while loading shared libraries: ([^:\s]+)", output)
     if missing:
         return (f"{head}: it needs {missing.group(1)}, which is neither among the runner "
@@ -218,8 +218,8 @@ def _why_not_started(device: Device, runner: Runner, code: int, output: str) -> 
     if "Exec format error" in output or code == 126:
         machine = elf_machine(program) if program else "another CPU"
         return (f"{head}: the device cannot execute it ({machine} code; the device reports "
-                f"{device.properties().get('abi', 'another ABI')}). Drop --runner-target "
-                f"and --runner to get the build for its ABI.\n{tail}")
+                f"{device.properties().get('abi', 'another ABI')}). Drop {option('target')} "
+                f"and {option('prebuilt')} to get the build for its ABI.\n{tail}")
     return f"{head}: `--version` exited with status {code}:\n{tail}"
 
 

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from devices.phone_checks import assert_commands_ran_clean
 from seaformer_deploy.bench.run import BenchOptions, bench
 from seaformer_deploy.cli import app
+from seaformer_deploy.cli.common import flag
 from seaformer_deploy.devices import get_device
 from seaformer_deploy.devices.adb import ROOT, AdbDevice, AdbError
 from seaformer_deploy.reports import build_report
@@ -200,7 +201,8 @@ def test_unbundled_glibc_runner_is_refused_before_timing(adb_testdevice, android
     message = str(raised.value)
     assert "linux-arm64 runner cannot start on" in message
     assert "ELF interpreter /lib/ld-linux-aarch64.so.1 does not exist there" in message
-    assert "Drop --runner-target" in message
+    assert "Drop target to get the bundled runner" in message
+    assert "Drop --runner-target to get" in raised.value.render(flag)
     ran = [c.command for c in adb_testdevice.command_log()
            if "taskset" in c.command and "seaformer-runner" in c.command]
     assert ran and all("--version" in c for c in ran)      # started once, never timed

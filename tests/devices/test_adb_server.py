@@ -13,6 +13,7 @@ import time
 import pytest
 
 from devices.adb_testdevice import AdbTestDevice
+from seaformer_deploy.cli.common import flag
 from seaformer_deploy.devices.adb import AdbDevice
 from seaformer_deploy.devices.adb_link import (
     AdbError,
@@ -207,11 +208,12 @@ def test_auto_refuses_a_usb_serial_the_server_does_not_list(our_server, real_adb
     with pytest.raises(AdbError) as refused:
         AdbDevice(USB_SERIAL, timeout=5)
     assert not isinstance(refused.value, LinkLost)
-    assert str(refused.value) == (
+    assert refused.value.render(flag) == (
         f"the adb server at {our_server.address} does not list {USB_SERIAL}; it sees: "
         f"{adb_testdevice.serial} (device). While it runs it holds the phones on USB, so check "
         f"the serial and the cable with `adb devices -l`; or stop it (`adb kill-server`) and "
         f"pass --adb-transport direct to reach the phone without it.")
+    assert str(refused.value).endswith("pass transport direct to reach the phone without it.")
 
 
 def test_auto_goes_direct_to_an_unlisted_tcp_serial_and_says_why(our_server, adb_testdevice):
@@ -283,10 +285,12 @@ def test_the_serial_given_wins_then_android_serial(monkeypatch, free_port):
     monkeypatch.delenv("ANDROID_SERIAL")
     with pytest.raises(AdbError) as refused:
         resolve_serial(None)
-    assert str(refused.value) == (
+    assert refused.value.render(flag) == (
         f"no device serial: pass --device SERIAL (or HOST:PORT), or set ANDROID_SERIAL. (No "
         f"adb server answers at 127.0.0.1:{free_port} to pick the only attached phone from; "
         f"`adb start-server` starts one.)")
+    assert str(refused.value).startswith("no device serial: pass device SERIAL (or HOST:PORT)")
+    assert refused.value.field == "device"
 
 
 def test_the_only_ready_device_is_picked(our_server, real_adb, adb_testdevice):
@@ -315,19 +319,19 @@ def test_more_than_one_device_is_refused_like_adb(our_server, real_adb, adb_test
                                   f"{our_server.address} lists ")
         assert f"{adb_testdevice.serial} (device)" in message
         assert f"{second.serial} (device)" in message
-        assert message.endswith("pass --device SERIAL (or HOST:PORT), or set ANDROID_SERIAL "
+        assert message.endswith("pass device SERIAL (or HOST:PORT), or set ANDROID_SERIAL "
                                 "to pick one.")
 
 
 def test_no_ready_device_lists_what_the_server_sees(our_server, real_adb):
     with pytest.raises(AdbError, match=f"the adb server at {our_server.address} lists no "
-                                       f"devices: pass --device SERIAL"):
+                                       f"devices: pass device SERIAL"):
         resolve_serial(None)
     with AdbTestDevice() as stranger:
         connect(real_adb, our_server, stranger.serial, "unauthorized")
         with pytest.raises(AdbError) as refused:
             AdbDevice()
-        assert str(refused.value) == (
+        assert refused.value.render(flag) == (
             f"no device serial, and the adb server at {our_server.address} lists no ready "
             f"device ({stranger.serial} (unauthorized)): pass --device SERIAL (or HOST:PORT), "
             f"or set ANDROID_SERIAL; `adb devices -l` shows what adb sees.")

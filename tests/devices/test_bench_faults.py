@@ -148,7 +148,7 @@ def test_ctrl_c_gives_a_partial_report_and_cleans_the_device(adb_testdevice, exp
 def test_second_bench_on_one_device_fails_clearly_or_waits(adb_testdevice, export_128):
     first = AdbDevice(adb_testdevice.serial, transport="direct")
     first.acquire_lock()
-    with pytest.raises(AdbError, match="is busy: another bench holds .*--wait SECONDS"):
+    with pytest.raises(AdbError, match="is busy: another bench holds .*wait_seconds SECONDS"):
         bench(options(export_128, adb_testdevice))
     threading.Timer(2.0, first.release_lock).start()
     started = time.monotonic()

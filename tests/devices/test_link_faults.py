@@ -17,6 +17,7 @@ import pytest
 from adb_shell import adb_device as adb_shell_device
 from adb_shell.exceptions import UsbDeviceNotFoundError, UsbReadFailedError, UsbWriteFailedError
 
+from seaformer_deploy.cli.common import flag
 from seaformer_deploy.devices.adb import AdbDevice
 from seaformer_deploy.devices.adb_link import (
     AdbError,
@@ -198,8 +199,9 @@ def test_usb_device_not_found_on_connect_says_what_to_do(usb):
     message = str(caught.value)
     assert message.startswith(f"no USB device with serial {SERIAL} answers adb")
     for advice in ("check the cable", "`adb devices -l`", "`adb kill-server`",
-                   "--adb-transport server"):
+                   "use it (transport server)"):
         assert advice in message
+    assert "use it (--adb-transport server)" in caught.value.render(flag)
 
 
 def test_usb_interface_held_by_an_adb_server_is_a_clear_error(usb, usb1):
@@ -207,7 +209,7 @@ def test_usb_interface_held_by_an_adb_server_is_a_clear_error(usb, usb1):
     with pytest.raises(AdbError) as caught:
         AdbShellLink(SERIAL, timeout=5).connect()
     assert not isinstance(caught.value, LinkLost)          # retrying would not help
-    assert str(caught.value) == (
+    assert caught.value.render(flag) == (
         f"{SERIAL}: another program holds the phone's USB interface (USBErrorBusy: "
         f"LIBUSB_ERROR_BUSY [-6]), usually an adb server: use it (--adb-transport server) or "
         f"stop it (`adb kill-server`), then retry.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from seaformer_deploy.cli.common import flag
 from seaformer_deploy.devices import LocalDevice
 from seaformer_deploy.devices.probe import CpuCore, Topology, choose_core
 from seaformer_deploy.errors import UserError
@@ -74,8 +75,10 @@ def test_core_override_is_validated(tmp_path):
     device = LocalDevice(sysfs_root=fake_sysfs(tmp_path))
     info = device.probe()
     assert device.choose_core(info, 2).core == 2
-    with pytest.raises(UserError, match="not an online CPU"):
+    with pytest.raises(UserError, match="not an online CPU") as raised:
         device.choose_core(info, 9)
+    assert raised.value.field == "core" and str(raised.value).startswith("core 9 is not")
+    assert raised.value.render(flag).startswith("--core 9 is not")
 
 
 def test_this_machine_probes():

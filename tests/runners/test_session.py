@@ -5,13 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from seaformer_deploy.cli import app
+from seaformer_deploy.cli.common import flag
 from seaformer_deploy.devices.base import CommandResult, DeviceInfo
 from seaformer_deploy.devices.probe import Topology
+from seaformer_deploy.errors import UserError
 from seaformer_deploy.runners.bundle import Launch
 from seaformer_deploy.runners.native import build_runner
 from seaformer_deploy.runners.session import (Runner, RunnerChoice, RunnerError, check_start,
-                                              choose_target, native_runner)
+                                              choose_target, native_runner, onnx_runner)
 
 
 class Phone:
@@ -106,3 +110,57 @@ def test_start_check_returns_the_runners_own_description():
     phone = Phone(run_result=CommandResult(0, '{"runner":"seaformer-native-runner",'
                                               '"runtime":"executorch"}\n', ""))
     assert check_start(phone, _runner(program, "direct"), "/x")["runtime"] == "executorch"
+
+
+# -- messages name the fields; the command line prints the flags ----------------------------
+
+class Local(Phone):
+    kind, name, formats = "local", "local", ("pte", "onnx")
+
+
+def test_a_phone_target_on_the_local_device_names_the_field():
+    local = Local()
+    with pytest.raises(RunnerError) as raised:
+        choose_target(local, info(local), RunnerChoice("android-arm64"), None)
+    assert raised.value.field == "target"
+    assert str(raised.value) == ("target android-arm64 is for adb devices; the local device "
+                                 "runs the host runner.")
+    assert raised.value.render(flag).startswith("--runner-target android-arm64 is for adb")
+
+
+def test_onnx_on_a_phone_names_formats():
+    phone = Phone()
+    phone.formats = ("pte",)
+    with pytest.raises(RunnerError) as raised:
+        onnx_runner(phone)
+    assert str(raised.value).endswith("run on the local device only; pass formats pte.")
+    assert raised.value.render(flag).endswith("; pass --formats pte.")
+
+
+def test_a_runner_for_another_cpu_says_to_drop_target_and_prebuilt():
+    phone = Phone(run_result=CommandResult(126, "", "sh: seaformer-runner: Exec format error"))
+    with pytest.raises(RunnerError) as raised:
+        check_start(phone, Runner("pte", {"target": "linux-arm64"}), "/data/x")
+    assert "Drop target and prebuilt to get the build for its ABI." in str(raised.value)
+    assert "Drop --runner-target and --runner to get" in raised.value.render(flag)
+
+
+def test_build_options_name_fields_and_each_command_its_own_flags(tmp_path, monkeypatch):
+    with pytest.raises(UserError) as raised:
+        build_runner("host", ndk=tmp_path, executorch_prefix=tmp_path)
+    assert raised.value.fields() == ["ndk", "executorch_prefix", "target"]
+    assert str(raised.value) == (
+        "ndk and executorch_prefix build the android-arm64 runner (executorch_prefix also "
+        "linux-arm64); the host runner takes neither: drop them or pass target android-arm64.")
+    # bench and gate spell the build target --runner-target; `runner build` spells it --target
+    assert raised.value.render(flag).endswith("or pass --runner-target android-arm64.")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    result = CliRunner().invoke(app, ["runner", "build", "--target", "host", "--ndk",
+                                      str(tmp_path), "--executorch-prefix", str(tmp_path)])
+    assert result.exit_code == 2
+    assert " ".join(result.stderr.split()) == (
+        "error: --ndk and --executorch-prefix build the android-arm64 runner "
+        "(--executorch-prefix also linux-arm64); the host runner takes neither: drop them or "
+        "pass --target android-arm64.")
+    with pytest.raises(UserError, match="needs both ndk PATH .* and executorch_prefix PATH"):
+        build_runner("android-arm64", ndk=tmp_path)
