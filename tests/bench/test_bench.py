@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from seaformer_deploy.bench.run import (BenchOptions, RunnerDied, bench, block_plan,
                                         block_protocol)
 from seaformer_deploy.cli import app
+from seaformer_deploy.cli.common import flag
 from seaformer_deploy.devices import LocalDevice
 from seaformer_deploy.errors import UserError
 from seaformer_deploy.reports import build_report, load_report, write_report
@@ -143,8 +144,9 @@ def test_local_bench_lock_keeps_a_second_bench_out():
     first.acquire_lock()
     try:
         with pytest.raises(UserError, match="another seaformer-deploy bench runs on this "
-                                            "machine.*--wait SECONDS"):
+                                            "machine.*wait_seconds SECONDS") as err:
             second.acquire_lock(wait=0.6)
+        assert "pass --wait SECONDS" in err.value.render(flag)     # the command line's flag
     finally:
         first.release_lock()
     second.acquire_lock()
