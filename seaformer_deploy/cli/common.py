@@ -102,17 +102,26 @@ RunnerDirOpt = Annotated[Optional[Path], typer.Option(
                      "`seaformer-deploy runner build` on another machine.")]
 
 
-def user_errors(fn: Callable) -> Callable:
+def user_errors(fn: Callable | None = None, *, flags: dict[str, str] | None = None
+                ) -> Callable:
     """Turn a ``UserError`` into one ``error:`` line on stderr and its exit code, without a
-    traceback; the options the message names are spelled as their flags."""
-    @functools.wraps(fn)
-    def wrapper(*args: object, **kwargs: object) -> object:
-        try:
-            return fn(*args, **kwargs)
-        except UserError as exc:
-            print_error(exc.render(flag))
-            raise typer.Exit(exc.exit_code) from None
-    return wrapper
+    traceback; the options the message names are spelled as their flags. ``flags``: this
+    command's own spelling of some fields (``@user_errors(flags={"target": "--target"})``)."""
+    own = flags or {}
+
+    def spell(field: str) -> str:
+        return own.get(field) or flag(field)
+
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args: object, **kwargs: object) -> object:
+            try:
+                return fn(*args, **kwargs)
+            except UserError as exc:
+                print_error(exc.render(spell))
+                raise typer.Exit(exc.exit_code) from None
+        return wrapper
+    return decorate(fn) if fn is not None else decorate
 
 
 def csv(text: str) -> tuple[str, ...]:

@@ -10,15 +10,14 @@ import typer
 from rich import box
 from rich.table import Table
 
-from ..errors import UserError
-from .common import NdkOpt, PrefixOpt, app, console, flag, print_error, user_errors
+from .common import NdkOpt, PrefixOpt, app, console, flag, user_errors
 
 runner_app = typer.Typer(help="The native benchmark runner.", no_args_is_help=True)
 app.add_typer(runner_app, name="runner")
 
 
 @runner_app.command("build")
-@user_errors
+@user_errors(flags={"target": "--target"})      # bench and gate spell it --runner-target
 def runner_build_cmd(
     target: Annotated[str, typer.Option(
         help="host, linux-arm64 (glibc boards), android-arm64 (any arm64-v8a phone: bundled "
@@ -30,11 +29,7 @@ def runner_build_cmd(
     """Build (or find in the cache) the native ExecuTorch runner for a target."""
     from ..runners.native import build_runner
 
-    try:
-        build = build_runner(target, ndk, executorch_prefix, force)
-    except UserError as exc:     # here the field target is --target (bench's is --runner-target)
-        print_error(exc.render(lambda field: "--target" if field == "target" else flag(field)))
-        raise typer.Exit(exc.exit_code) from None
+    build = build_runner(target, ndk, executorch_prefix, force)
     console.print(f"{build.target} runner for {build.abi} ({build.toolchain}, launch "
                   f"{build.launch.mode}, ExecuTorch {build.executorch_version}): "
                   f"{build.folder}", highlight=False, markup=False)
