@@ -48,9 +48,7 @@ def export_artifact(staging: Path, unit: Unit, fmt: Format, precision: str, env:
                     inputs=describe(unit.input_names, env, unit, job.io_dtype, in_orders,
                                     inputs=True),
                     outputs=describe(unit.output_names, env, unit, job.io_dtype, out_orders),
-                    operators=details["operators"], onnx=details.get("onnx"),
-                    executorch=details.get("executorch"), ort_forms=forms,
-                    export_seconds=seconds, parity=checked)
+                    **details, ort_forms=forms, export_seconds=seconds, parity=checked)
 
 
 def _ort_forms(path: Path, fmt: Format, job: ExportJob, env: dict) -> list[OrtForm]:

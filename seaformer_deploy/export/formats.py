@@ -34,7 +34,8 @@ Orders = list[list[int]]
 # dim orders): runs an artifact on this machine for the parity gate (see export/runtimes.py).
 HostRuntime = Callable[[Path, Sequence[Sequence["np.ndarray"]], "Orders | None"],
                        tuple[list[list["np.ndarray"]], Orders]]
-# One artifact: its bytes, and what the manifest records about it besides the common fields.
+# One artifact: its bytes, and its manifest record's format fields (records.Artifact: operators
+# and the format's own block, onnx, executorch or ort; any other key is an error).
 Exporter = Callable[["ExportJob"], tuple[bytes, dict]]
 
 

@@ -119,6 +119,7 @@ class Artifact(Record):
     operators: dict[str, int]
     onnx: dict | None = optional()              # ONNX: opset, IR version, operator sets
     executorch: dict | None = optional()        # .pte: version, backend, partitions, ...
+    ort: dict | None = optional()               # .ort: ONNX Runtime version, optimisation
     ort_forms: list[OrtForm] | None = optional()
     export_seconds: float
     parity: Parity
