@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .layouts import from_layout
+
 # Gate thresholds per precision: minimum PSNR (dB) and minimum argmax label agreement (%).
 THRESHOLDS = {"fp32": {"psnr_db": 60.0, "label_agreement": 99.99},
               "fp16": {"psnr_db": 30.0, "label_agreement": 99.5}}
@@ -83,8 +85,8 @@ def device_parity(art: dict, outputs: list[np.ndarray], folder: Path) -> dict:
 
     Args:
         art: the artifact's manifest entry (its ``outputs`` name the reference files).
-        outputs: what the device returned, in the artifact's output order.
-        folder: the export folder holding the references.
+        outputs: what the device returned, in the artifact's output order and layouts.
+        folder: the export folder holding the references (each in its output's layout).
 
     Returns:
         The parity record of a report: per-output and worst metrics, thresholds, verdict."""
@@ -92,7 +94,10 @@ def device_parity(art: dict, outputs: list[np.ndarray], folder: Path) -> dict:
     for tensor, got in zip(art["outputs"], outputs, strict=True):
         dtype = "int64" if tensor["kind"] == "labels" else "float32"
         ref = np.fromfile(Path(folder) / tensor["file"], dtype=dtype).reshape(tensor["shape"])
-        metrics[tensor["name"]] = compare(ref, got.astype(ref.dtype), tensor["kind"])
+        # Compared in PyTorch's order: "logits" take the argmax over axis 1, the classes.
+        metrics[tensor["name"]] = compare(from_layout(ref, tensor["layout"]),
+                                          from_layout(got.astype(ref.dtype), tensor["layout"]),
+                                          tensor["kind"])
     summary = worst(list(metrics.values()))
     fails = failures(summary, art["precision"])
     return {"reference": "PyTorch FP32 eager on the first sample (from the export)",
