@@ -46,7 +46,7 @@ def main() -> None:
 
     manifest = json.loads((args.artifacts / "manifest.json").read_text())
     art = next(a for a in manifest["artifacts"] if a["path"] == args.artifact)
-    inputs = [str(args.artifacts / f"tensors/{t['name']}.{t['dtype']}.bin") for t in art["inputs"]]
+    inputs = [str(args.artifacts / t["file"]) for t in art["inputs"]]   # in its layout
     if len(inputs) != 1:
         raise SystemExit("the bare loop takes single-input artifacts (the model or the stem)")
     device = LocalDevice()

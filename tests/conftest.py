@@ -29,3 +29,15 @@ def small_export(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("models")
     return export(ExportOptions(model="seaformer-t", input_size=SMALL, out_root=out))
+
+
+@pytest.fixture(scope="session")
+def tiny_pte_export(tmp_path_factory):
+    """SeaFormer-T at 64x64 as .pte FP32, every component, the default layout (NHWC edges): the
+    smallest size, where the 1/64 context is one pixel, and one at which no tensor has
+    C == H == W (at 256 the `shared` features are 32x32x32, the same shape in both layouts)."""
+    from seaformer_deploy.export.pipeline import ExportOptions, export
+
+    out = tmp_path_factory.mktemp("tiny")
+    return export(ExportOptions(model="seaformer-t", input_size=(64, 64), out_root=out,
+                                formats=("pte",), precisions=("fp32",)))

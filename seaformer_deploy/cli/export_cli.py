@@ -49,7 +49,7 @@ def export_cmd(
         "--ort-forms", help="Also save ONNX Runtime's optimised graph (.optimized.onnx) and ORT "
                             "format (.ort, for ONNX Runtime Mobile) of every .onnx.")] = False,
     pte_layout: Annotated[str, typer.Option(
-        help="Memory order of the .pte artifacts' 4-D inputs and outputs: nhwc (channels-last, "
+        help="Layout of the .pte artifacts' 4-D inputs and outputs: nhwc (shape (1, H, W, C), "
              "no layout transposes at the graph's edges) or nchw.")] = "nhwc",
     seed: Annotated[int, typer.Option(help="Seed of the synthetic weights (no checkpoint).")] = 0,
     extra_work: Annotated[int, typer.Option(

@@ -19,7 +19,8 @@ from . import manifest as mf
 from .formats import ExportJob, Format, io_dtype
 from .parity import compare, parity
 from .records import Artifact, Chain, OrtForm, Parity
-from .tensors import as_dtype, describe, input_orders
+from .layouts import from_layout, layout_of, to_layout
+from .tensors import as_dtype, describe
 from .units import WHOLE, Unit
 
 if TYPE_CHECKING:
@@ -33,21 +34,21 @@ def export_artifact(staging: Path, unit: Unit, fmt: Format, precision: str, env:
     """Export, write and check ``unit`` as ``fmt`` in ``precision``; its manifest record.
     ``shared`` carries what the exporters reuse within one export."""
     started = time.perf_counter()
-    in_orders = input_orders(fmt, unit, env, opts.pte_layout)
+    nhwc = fmt.channels_last(opts.pte_layout)
     job = ExportJob(unit, tuple(env[n][:1] for n in unit.input_names), precision, opts.fp32_io,
-                    tuple(in_orders), fmt, shared)
+                    nhwc, fmt, shared)
     data, details = fmt.exporter(job)
     path = staging / fmt.file_name(unit.name, precision)
     _refuse_clash([path.name], _names(staging), f"the {fmt.name} artifact")
     path.write_bytes(data)
     forms = _ort_forms(path, fmt, job, env) if fmt.ort_forms and opts.ort_forms else None
     seconds = round(time.perf_counter() - started, 2)
-    checked, out_orders = _parity(path, fmt, precision, unit, env, job.io_dtype, in_orders)
+    checked = _parity(path, fmt, precision, unit, env, job.io_dtype, nhwc)
     return Artifact(path=path.name, unit=unit.name, format=fmt.name, precision=precision,
                     sha256=mf.sha256_bytes(data), bytes=len(data),
-                    inputs=describe(unit.input_names, env, unit, job.io_dtype, in_orders,
+                    inputs=describe(unit.input_names, env, unit, job.io_dtype, nhwc,
                                     inputs=True),
-                    outputs=describe(unit.output_names, env, unit, job.io_dtype, out_orders),
+                    outputs=describe(unit.output_names, env, unit, job.io_dtype, nhwc),
                     **details, ort_forms=forms, export_seconds=seconds, parity=checked)
 
 
@@ -59,8 +60,7 @@ def _ort_forms(path: Path, fmt: Format, job: ExportJob, env: dict) -> list[OrtFo
     forms = save_ort_forms(path)
     _refuse_clash([f.name for f in forms.values()], before, f"--ort-forms of {path.name}")
     return [OrtForm(kind, form.name, mf.sha256_path(form), form.stat().st_size,
-                    _parity(form, fmt, job.precision, job.unit, env, job.io_dtype,
-                            list(job.input_orders))[0])
+                    _parity(form, fmt, job.precision, job.unit, env, job.io_dtype, job.nhwc))
             for kind, form in forms.items()]
 
 
@@ -77,18 +77,20 @@ def _refuse_clash(names: list[str], taken: set[str], what: str) -> None:
 
 
 def _parity(path: Path, fmt: Format, precision: str, unit: Unit, env: dict, dtype: str,
-            in_orders: list[list[int]]) -> tuple[Parity, list[list[int]]]:
-    """Run every sample through the artifact on its host runtime; compare with the reference.
-    Also returns the memory order of each output, as the runtime produced it."""
+            nhwc: bool) -> Parity:
+    """Run every sample through the artifact on its host runtime (in the artifact's layouts,
+    ``nhwc``: 4-D tensors as (N, H, W, C)); compare with the reference."""
     count = len(env[IMAGE])
-    batches = [[as_dtype(env[n][i:i + 1], dtype) for n in unit.input_names]
-               for i in range(count)]
-    results, out_orders = fmt.host_runtime(path, batches, in_orders)
-    outputs = {name: np.concatenate([r[j] for r in results])
+    ins = [layout_of(env[n].dim(), nhwc) for n in unit.input_names]
+    batches = [[to_layout(as_dtype(env[n][i:i + 1], dtype), lay)
+                for n, lay in zip(unit.input_names, ins)] for i in range(count)]
+    results, _ = fmt.host_runtime(path, batches, ins)
+    outputs = {name: from_layout(np.concatenate([r[j] for r in results]),
+                                 layout_of(env[name].dim(), nhwc))
                for j, name in enumerate(unit.output_names)}
     metrics = {name: compare(env[name].numpy(), got, unit.output_kind(name))
                for name, got in outputs.items()}
-    return parity(metrics, precision, count, REFERENCE), out_orders
+    return parity(metrics, precision, count, REFERENCE)
 
 
 def chain_parity(staging: Path, artifacts: list[Artifact], units: list[Unit], env: dict,
@@ -97,17 +99,18 @@ def chain_parity(staging: Path, artifacts: list[Artifact], units: list[Unit], en
     dtype = io_dtype(precision, fp32_io)
     run = fmts.get(fmt).host_runtime
     count = len(env[IMAGE])
-    produced = {IMAGE: [as_dtype(env[IMAGE][i:i + 1], dtype) for i in range(count)]}
     components = [u for u in units if u.name != WHOLE]
-    for unit in components:
-        art = next(a for a in artifacts if a.unit == unit.name and a.format == fmt
-                   and a.precision == precision)
+    arts = [next(a for a in artifacts if a.unit == unit.name and a.format == fmt
+                 and a.precision == precision) for unit in components]
+    # The components pass each other tensors in their own layout; only the ends convert.
+    produced = {IMAGE: [to_layout(as_dtype(env[IMAGE][i:i + 1], dtype), arts[0].inputs[0].layout)
+                        for i in range(count)]}
+    for unit, art in zip(components, arts):
         batches = [[produced[n][i] for n in unit.input_names] for i in range(count)]
-        orders = [t.dim_order for t in art.inputs]
-        results, _ = run(staging / art.path, batches, orders)
+        results, _ = run(staging / art.path, batches, [t.layout for t in art.inputs])
         for j, name in enumerate(unit.output_names):
             produced[name] = [r[j] for r in results]
     final = components[-1].output_names[0]
-    got = np.concatenate(produced[final])
+    got = from_layout(np.concatenate(produced[final]), arts[-1].outputs[0].layout)
     metrics = {final: compare(env[final].numpy(), got, components[-1].output_kind(final))}
     return Chain(fmt, precision, parity(metrics, precision, count, REFERENCE))

@@ -30,9 +30,10 @@ if TYPE_CHECKING:
     from .units import Unit
 
 Orders = list[list[int]]
-# (artifact, one input list per sample, each input's dim order) -> (outputs per sample, their
-# dim orders): runs an artifact on this machine for the parity gate (see export/runtimes.py).
-HostRuntime = Callable[[Path, Sequence[Sequence["np.ndarray"]], "Orders | None"],
+# (artifact, one input list per sample in the artifact's layout, each input's layout) ->
+# (outputs per sample in the artifact's layout, their dim orders): runs an artifact on this
+# machine for the parity gate (see export/runtimes.py and export/layouts.py).
+HostRuntime = Callable[[Path, Sequence[Sequence["np.ndarray"]], "Sequence[str] | None"],
                        tuple[list[list["np.ndarray"]], Orders]]
 # One artifact: its bytes, and its manifest record's format fields (records.Artifact: operators
 # and the format's own block, onnx, executorch or ort; any other key is an error).
@@ -84,7 +85,8 @@ class Format:
         return f"{unit}.{precision}{self.suffix}"
 
     def channels_last(self, pte_layout: str) -> bool:
-        """Whether 4-D inputs and outputs are channels-last under this layout option."""
+        """Whether the artifacts take and return 4-D tensors as (N, H, W, C) under this layout
+        option (see export/layouts.py)."""
         return self.layout_option and pte_layout == "nhwc"
 
 
@@ -96,7 +98,7 @@ class ExportJob:
     example: tuple[torch.Tensor, ...]   # the unit's FP32 inputs (first sample), NCHW-contiguous
     precision: str                      # fp32 or fp16
     fp32_io: bool                       # an FP16 artifact keeps FP32 inputs and outputs
-    input_orders: tuple[list[int], ...]  # each input's memory order (dim order) when fed
+    nhwc: bool                          # 4-D inputs and outputs as (N, H, W, C)
     fmt: Format
     shared: dict = field(default_factory=dict, compare=False)   # reused across one export
 

@@ -22,7 +22,7 @@ from .formats import with_format_enum
 from .records import Manifest
 
 SCHEMA_NAME = "seaformer-deploy/export-manifest"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2       # 2: tensor records give the program's shape and its layout
 MANIFEST = "manifest.json"
 TOOLS = ("seaformer-deploy", "torch", "executorch", "onnx", "onnxruntime", "onnxscript",
          "onnxsim", "numpy")
@@ -102,6 +102,11 @@ def read(folder: Path) -> Manifest:
         manifest = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise ManifestError(f"{path} is not valid JSON ({exc}); {redo}.") from None
+    old = manifest.get("schema_version") if isinstance(manifest, dict) else None
+    if type(old) is int and 1 <= old < SCHEMA_VERSION:
+        raise ManifestError(f"{path} is a version-{old} manifest; this "
+                            f"seaformer-deploy reads version {SCHEMA_VERSION} (which records "
+                            f"each tensor's layout): {redo}.")
     try:
         validate(manifest)
     except jsonschema.ValidationError as exc:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .layouts import from_layout
 from .precision import Precision
 from .records import Artifact, Metrics, Parity
 
@@ -78,8 +79,8 @@ def device_parity(art: Artifact, outputs: list[np.ndarray], folder: Path) -> Par
 
     Args:
         art: the artifact's manifest record (its ``outputs`` name the reference files).
-        outputs: what the device returned, in the artifact's output order.
-        folder: the export folder holding the references.
+        outputs: what the device returned, in the artifact's output order and layouts.
+        folder: the export folder holding the references (each in its output's layout).
 
     Returns:
         The parity record of a report: per-output and worst metrics, thresholds, verdict."""
@@ -87,6 +88,9 @@ def device_parity(art: Artifact, outputs: list[np.ndarray], folder: Path) -> Par
     for tensor, got in zip(art.outputs, outputs, strict=True):
         dtype = "int64" if tensor.kind == "labels" else "float32"
         ref = np.fromfile(Path(folder) / tensor.file, dtype=dtype).reshape(tensor.shape)
-        metrics[tensor.name] = compare(ref, got.astype(ref.dtype), tensor.kind)
+        # Compared in PyTorch's order: "logits" take the argmax over axis 1, the classes.
+        metrics[tensor.name] = compare(from_layout(ref, tensor.layout),
+                                       from_layout(got.astype(ref.dtype), tensor.layout),
+                                       tensor.kind)
     return parity(metrics, art.precision, 1, "PyTorch FP32 eager on the first sample (from the "
                                               "export)")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib
 from collections.abc import Sequence
@@ -13,7 +14,7 @@ from torch import nn
 from ..errors import UserError
 from ..quiet import exporters_quieted
 from .formats import ExportJob
-from .tensors import NHWC
+from .pte_layout import NHWCInterface, inverse_transposes_cancelled, to_nhwc
 
 # Rows of ExecuTorch's delegation table that are bookkeeping, not operators.
 _NOT_OPERATORS = {"getitem", "Total"}
@@ -32,7 +33,10 @@ class CastIO(nn.Module):
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         outs = self.body(*(t.half() for t in inputs))
-        return tuple(o.float() if o.is_floating_point() else o for o in outs)
+        # Contiguous: a cast keeps its input's strides, and an NHWC output is a permuted view
+        # whose order (0, 3, 1, 2) ExecuTorch cannot express as a memory format.
+        return tuple(o.to(torch.float32, memory_format=torch.contiguous_format)
+                     if o.is_floating_point() else o for o in outs)
 
 
 def half_module(module: nn.Module, keep_io_fp32: bool) -> nn.Module:
@@ -41,16 +45,22 @@ def half_module(module: nn.Module, keep_io_fp32: bool) -> nn.Module:
 
 
 def export_artifact(job: ExportJob) -> tuple[bytes, dict]:
-    """The .pte format's exporter (see ``formats``): the program's bytes and manifest details."""
+    """The .pte format's exporter (see ``formats``): the program's bytes and manifest details.
+
+    With ``job.nhwc`` the program takes and returns its 4-D tensors as (N, H, W, C) (see
+    ``pte_layout``): XNNPACK computes in NHWC, so its edges need no layout transposes, and an
+    NCHW tensor fed by mistake fails on shape. ``--fp32-io``'s casts wrap that interface: casts
+    between the permutes and the body would split the XNNPACK graph in three."""
     module, example = job.unit.module, list(job.example)
+    if job.nhwc:
+        module, example = NHWCInterface(module).eval(), [to_nhwc(e) for e in example]
     if job.precision == "fp16":
-        module = half_module(job.unit.module, keep_io_fp32=job.fp32_io)
+        module = half_module(module, keep_io_fp32=job.fp32_io)
         example = [e.half() if job.io_dtype == "float16" else e for e in example]
-    # The example's memory order becomes the program's: channels-last I/O spares XNNPACK the
-    # NCHW <-> NHWC transposes at every graph boundary (camera frames are HWC anyway).
-    example = [e.to(memory_format=torch.channels_last) if order == NHWC else e
-               for e, order in zip(example, job.input_orders, strict=True)]
-    data, stats = export_pte(module, example, job.fmt.partitioners)
+    with inverse_transposes_cancelled() if job.nhwc else contextlib.nullcontext() as removed:
+        data, stats = export_pte(module, example, job.fmt.partitioners)
+    if job.nhwc:
+        stats["cancelled_transposes"] = removed      # per partition; [] if the hook missed
     return data, {"executorch": {"version": executorch_version(), **stats},
                   "operators": operator_histogram(stats)}
 

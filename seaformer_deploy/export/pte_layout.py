@@ -37,8 +37,14 @@ class NHWCInterface(nn.Module):
 
 
 def to_nhwc(tensor: torch.Tensor) -> torch.Tensor:
-    """A 4-D NCHW tensor as the contiguous NHWC tensor the program takes; others unchanged."""
-    return tensor.permute(NCHW_TO_NHWC).contiguous() if tensor.dim() == 4 else tensor
+    """A 4-D NCHW tensor as the contiguous NHWC tensor the program takes; others unchanged.
+
+    A clone, not ``contiguous()``: with 1x1 spatial size the permuted view already counts as
+    contiguous but keeps strides whose dim order is (0, 3, 1, 2), and torch.export traces the
+    example's strides (SeaFormer's 1/64 context at 64x64)."""
+    if tensor.dim() != 4:
+        return tensor
+    return tensor.permute(NCHW_TO_NHWC).clone(memory_format=torch.contiguous_format)
 
 
 @contextlib.contextmanager

@@ -77,6 +77,7 @@ class Tensor(Record):
     shape: list[int]
     dtype: str
     kind: str | None = optional()               # image, features, logits or labels
+    layout: str | None = optional()             # NCHW, NHWC or NHW (export/layouts.py)
     dim_order: list[int] | None = optional()    # artifacts only: the memory order fed
     file: str | None = optional()               # artifacts only: input, or FP32 reference
 
@@ -89,6 +90,7 @@ class TensorFile(Record):
     dtype: str
     shape: list[int]
     dim_order: list[int]
+    layout: str
     path: str
     sha256: str
 

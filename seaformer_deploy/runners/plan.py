@@ -121,7 +121,7 @@ def load_result(path: Path) -> RunResult:
 
 
 def read_output(record: dict, path: Path | None = None) -> np.ndarray:
-    """A runner's output file as a logical array (N, C, H, W order), whatever its memory order.
+    """A runner's output file as an array in the program's shape, whatever its memory order.
 
     ``record`` is the runner's description (dtype, shape, dim_order); ``path`` overrides where
     the bytes are (a copy pulled from a device)."""

@@ -13,6 +13,7 @@ import torch
 
 from seaformer_deploy.export import manifest as mf
 from seaformer_deploy.export import onnx_export, pte_export
+from seaformer_deploy.export.layouts import from_layout, to_layout
 from seaformer_deploy.export.parity import THRESHOLDS, compare
 from seaformer_deploy.export.pipeline import ExportOptions, ParityError, export
 from seaformer_deploy.export.runtimes import run_onnx, run_pte
@@ -108,23 +109,24 @@ def test_components_chain_to_the_whole_model(small_export, fmt):
     reference = synthetic_model("seaformer-t", SMALL)(images).detach().numpy()
     run = {"onnx": run_onnx, "pte": run_pte}[fmt]
     folder = small_export.folder
-    env = {"image": [images[i:i + 1].numpy() for i in range(len(images))]}
     arts = {a["path"]: a for a in small_export.manifest.to_dict()["artifacts"]}
+    layout = arts[f"model.fp32.{fmt}"]["inputs"][0]["layout"]        # the components' too
+    env = {"image": [to_layout(images[i:i + 1].numpy(), layout) for i in range(len(images))]}
     for comp in small_export.manifest.to_dict()["components"]:
         art = arts[f"{comp['name']}.fp32.{fmt}"]
         outs, _ = run(folder / art["path"],
                       [[env[t["name"]][i] for t in comp["inputs"]] for i in range(len(images))],
-                      [t["dim_order"] for t in art["inputs"]])
+                      [t["layout"] for t in art["inputs"]])
         for j, tensor in enumerate(comp["outputs"]):
             env[tensor["name"]] = [o[j] for o in outs]
-    chained = np.concatenate(env["logits"])
+    chained = from_layout(np.concatenate(env["logits"]), layout)
     metrics = compare(reference, chained, "logits")
     assert metrics.psnr_db >= THRESHOLDS["fp32"]["psnr_db"]
     assert metrics.label_agreement >= THRESHOLDS["fp32"]["label_agreement"]
     whole_art = arts[f"model.fp32.{fmt}"]
     outs, _ = run(folder / whole_art["path"], [[x] for x in env["image"]],
-                  [t["dim_order"] for t in whole_art["inputs"]])
-    whole = np.concatenate([o[0] for o in outs])
+                  [t["layout"] for t in whole_art["inputs"]])
+    whole = from_layout(np.concatenate([o[0] for o in outs]), layout)
     assert compare(whole, chained, "logits").psnr_db >= THRESHOLDS["fp32"]["psnr_db"]
 
 
@@ -195,15 +197,14 @@ def test_stale_staging_folders_are_swept(tmp_path):
     assert not stale.exists()
 
 
-def test_smallest_input_size_exports_every_component(tmp_path):
-    """At 64x64 the 1/64 context is one pixel, whose NCHW and NHWC orders coincide; the units
-    that carry it stay NCHW (channels-last ones failed at run time in ExecuTorch 1.5.1)."""
-    result = export(ExportOptions(model="seaformer-t", input_size=(64, 64), out_root=tmp_path,
-                                  formats=("pte",), precisions=("fp32",)))
+def test_smallest_input_size_exports_every_component(tiny_pte_export):
+    """At 64x64 the 1/64 context is one pixel. Channels-last dim orders failed there in
+    ExecuTorch 1.5.1; logical NHWC tensors (contiguous) do not, so every unit takes them."""
+    result = tiny_pte_export
     assert result.manifest.to_dict()["parity_passed"]
-    orders = {a["unit"]: a["inputs"][0]["dim_order"] for a in result.manifest.to_dict()["artifacts"]}
-    assert orders == {"model": [0, 2, 3, 1], "stem": [0, 2, 3, 1], "context": [0, 1, 2, 3],
-                      "spatial": [0, 1, 2, 3], "head": [0, 2, 3, 1]}
+    layouts = {a["unit"]: (a["inputs"][0]["layout"], a["inputs"][0]["dim_order"])
+               for a in result.manifest.to_dict()["artifacts"]}
+    assert layouts == {u: ("NHWC", [0, 1, 2, 3]) for u in UNITS}
 
 
 def test_labels_output(tmp_path):
@@ -211,7 +212,7 @@ def test_labels_output(tmp_path):
                                   precisions=("fp32",), components=False, output="labels"))
     for art in result.manifest.to_dict()["artifacts"]:
         assert art["outputs"] == [{"name": "labels", "shape": [1, 256, 256], "dtype": "int64",
-                                   "kind": "labels", "dim_order": [0, 1, 2],
+                                   "kind": "labels", "layout": "NHW", "dim_order": [0, 1, 2],
                                    "file": "tensors/labels.int64.bin"}]
         assert art["parity"]["passed"]
         assert art["parity"]["worst"]["label_agreement"] >= THRESHOLDS["fp32"]["label_agreement"]
