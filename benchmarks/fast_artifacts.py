@@ -172,8 +172,8 @@ def main() -> None:
                    "naive_over_ours_pte": medians["naive.pte"] / medians["ours.pte"],
                    "ours_onnx_over_ours_pte": medians["ours.onnx"] / medians["ours.pte"],
                    "ours_pte_over_floor": medians["ours.pte"] / medians["floor"]},
-        "ours_pte_delegation": {"partitions": pte["executorch"]["partitions"],
-                                "outside": pte["executorch"]["non_delegated_ops"]},
+        "ours_pte_delegation": {"partitions": pte.executorch["partitions"],
+                                "outside": pte.non_delegated_ops()},
         "naive_pte_partitions": naive.manifest.artifacts[0].executorch["partitions"],
         "rewrites": ours.manifest.deploy_form["rewrites"],
     }
@@ -183,8 +183,8 @@ def main() -> None:
         print(f"  {name:10s} {medians[name]:8.3f} ms")
     for name, value in result["ratios"].items():
         print(f"  {name:26s} {value:6.2f}x")
-    print(f"  ours.pte: {pte['executorch']['partitions']} XNNPACK partition(s), outside: "
-          f"{pte['executorch']['non_delegated_ops'] or 'nothing'}; naive.pte: "
+    print(f"  ours.pte: {pte.executorch['partitions']} XNNPACK partition(s), outside: "
+          f"{pte.non_delegated_ops() or 'nothing'}; naive.pte: "
           f"{result['naive_pte_partitions']} partitions")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
