@@ -217,3 +217,13 @@ def test_labels_output(tmp_path):
         assert art["parity"]["passed"]
         assert art["parity"]["worst"]["label_agreement"] >= THRESHOLDS["fp32"]["label_agreement"]
     assert "ArgMax" in result.manifest.to_dict()["artifacts"][0]["operators"]
+
+
+def test_each_artifact_form_gets_its_own_folder(tmp_path):
+    """Non-default forms sit beside the default export instead of replacing it."""
+    def name(**kw):
+        return ExportOptions(model="seaformer-t", out_root=tmp_path, **kw).folder((64, 64)).name
+    assert name() == "seaformer-t_64x64_logits"
+    assert name(pte_layout="nchw") == "seaformer-t_64x64_logits_nchw"
+    assert name(pte_layout="nchw", formats=("onnx",)) == name(formats=("onnx",))
+    assert name(rewrites=False, pte_layout="nchw") == "seaformer-t_64x64_logits_naive_nchw"
