@@ -30,6 +30,7 @@ from .artifacts import chain_parity, export_artifact
 from .fold import fold_batchnorm
 from .precision import Precision
 from .records import Component, Input, Manifest, Model, Output, Sample, TensorFile
+from .layouts import ambiguous
 from .guard import InterruptGuard, Progress, check_out_root, removed_if_left_empty
 from .rewrites import deploy_form, runtime_form
 from .samples import MEAN, SAMPLE_NAMES, STD, sample_batch
@@ -146,7 +147,8 @@ def export(opts: ExportOptions, progress: Progress | None = None) -> ExportResul
             if opts.parity_gate and not manifest.parity_passed:
                 raise ParityError(manifest)
             interrupts.commit(staging)
-    return ExportResult(folder, manifest, cached=False, warnings=delegation_warnings(manifest))
+    return ExportResult(folder, manifest, cached=False,
+                        warnings=delegation_warnings(manifest) + layout_warnings(manifest))
 
 
 def check(opts: ExportOptions) -> tuple[int, int]:
@@ -282,6 +284,20 @@ def delegation_warnings(manifest: Manifest) -> list[str]:
             listed = ", ".join(f"{op} x{n}" for op, n in compute.items())
             found.append(f"{art.path}: outside the XNNPACK delegate: {listed}")
     return found
+
+
+def layout_warnings(manifest: Manifest) -> list[str]:
+    """NHWC tensors with C == H == W: their shape is the same in NCHW, so a tensor passed in
+    the wrong layout is not caught by the program's shape check."""
+    users: dict[tuple[str, tuple[int, ...]], list[str]] = {}
+    for art in manifest.artifacts:
+        for t in art.inputs + art.outputs:
+            if t.layout and ambiguous(t.shape, t.layout):
+                users.setdefault((t.name, tuple(t.shape)), []).append(art.path)
+    return [f"{name} {list(shape)} has the same shape in NHWC and NCHW, so a tensor in the "
+            f"wrong layout is not rejected ({', '.join(paths)}): pass it as NHWC (transpose "
+            f"NCHW by (0, 2, 3, 1)), or pick an input size where C, H and W differ"
+            for (name, shape), paths in users.items()]
 
 
 # Operators that only move, view or convert data; anything else outside the delegate computes.

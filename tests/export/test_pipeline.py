@@ -88,7 +88,10 @@ def test_delegation_is_recorded(small_export):
         et = art["executorch"]
         assert et["delegated_nodes"] > 0
         assert et["partitions"] == 1 and et["non_delegated_ops"] == {}, art["path"]
-    assert small_export.warnings == []
+    # At 256x256 the only warning is the layout one: `shared` is 32 x 32 x 32 (C == H == W).
+    assert [w.split(" has ")[0] for w in small_export.warnings] == ["shared [1, 32, 32, 32]"]
+    assert "stem.fp32.pte" in small_export.warnings[0]
+    assert "model.fp32.pte" not in small_export.warnings[0]
 
 
 def test_fp16_artifacts_pass_their_thresholds(small_export):
