@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .export.pipeline import ExportResult
     from .gate.run import GateOutcome
     from .models import ZooModel
+    from .reports import Report
 
 Progress = Callable[[str, int, int], None]
 DEFAULT_MODEL = "seaformer-t"
@@ -72,7 +73,7 @@ class BenchOutcome:
     """What ``bench`` measured and wrote."""
 
     run: BenchRun                    # the raw measurements, device and protocol
-    report: dict                     # the report (reports/report.schema.json)
+    report: Report                   # the report; ``report.to_dict()`` is its report.json
     folder: Path | None              # where the report was written (None: ``out`` not given)
     export: ExportResult | None      # the export made first (None: ``artifacts`` was given)
 
@@ -81,9 +82,7 @@ class BenchOutcome:
         """130 interrupted; 1 when an artifact failed or missed on-device parity; else 0."""
         if self.run.status == "interrupted":
             return 130
-        failed_parity = any(a["parity"] is not None and not a["parity"]["passed"]
-                            for a in self.report["artifacts"])
-        return 1 if self.report["failures"] or failed_parity else 0
+        return 1 if self.report.failures or self.report.parity_failures() else 0
 
 
 def bench(artifacts: str | Path | None = None, *, model: str | None = None,
@@ -149,9 +148,9 @@ def bench(artifacts: str | Path | None = None, *, model: str | None = None,
 
 
 def _report(run: BenchRun, out: str | Path | None) -> dict:
-    from .reports import build_report, write_report
+    from .reports import build, write_report
 
-    report = build_report(run)
+    report = build(run)
     return {"report": report, "folder": write_report(report, Path(out)) if out else None}
 
 

@@ -9,15 +9,17 @@ shape of the distribution.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
+
+from ..export.records import Record
 
 DEFAULT_CV_LIMIT = 0.05
 
 
 @dataclass
-class Summary:
+class Summary(Record):
     n: int
     min: float
     median: float
@@ -28,13 +30,8 @@ class Summary:
     std: float
     cv: float                    # std / mean
     iqr: float
-    median_ci95: tuple[float, float]
+    median_ci95: list[float]     # [low, high]
     unstable: bool               # cv above the limit, or too few samples to judge
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["median_ci95"] = list(self.median_ci95)
-        return out
 
 
 def summarize(samples: np.ndarray, cv_limit: float = DEFAULT_CV_LIMIT) -> Summary:
@@ -50,7 +47,7 @@ def summarize(samples: np.ndarray, cv_limit: float = DEFAULT_CV_LIMIT) -> Summar
         n=n, min=float(x[0]), median=float(np.median(x)), mean=mean,
         trimmed_mean=trimmed_mean(x, 0.1), p90=float(np.percentile(x, 90)),
         p99=float(np.percentile(x, 99)), std=std, cv=cv, iqr=float(q3 - q1),
-        median_ci95=median_ci(x, 0.95), unstable=bool(cv > cv_limit or n < 5))
+        median_ci95=list(median_ci(x, 0.95)), unstable=bool(cv > cv_limit or n < 5))
 
 
 def trimmed_mean(sorted_x: np.ndarray, cut: float) -> float:

@@ -116,7 +116,7 @@ app.add_typer(report_app, name="report")
 @user_errors
 def report_show_cmd(folder: Annotated[Path, typer.Argument(help="A report folder.")]) -> None:
     """Render a report in the terminal."""
-    from ..reports import load_report
+    from ..reports import read_report
     from ..reports.show import render
 
-    render(load_report(folder), console)
+    render(read_report(folder), console)

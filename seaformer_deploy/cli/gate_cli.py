@@ -112,7 +112,7 @@ def baseline_update_cmd(
     from ..gate.baselines import update
 
     path, previous = update(report, baselines, force)
-    replaced = f" (replaces the run of {previous['created']})" if previous else ""
+    replaced = f" (replaces the run of {previous.created})" if previous else ""
     console.print(Text.assemble("baseline: ", (str(path), "bold"), replaced,
                                 "; commit it to gate against it."), highlight=False,
                   soft_wrap=True)

@@ -113,7 +113,7 @@ def check_inputs(opts: ABOptions) -> ABInputs:
     command line calls it before its progress display, so an error prints alone)."""
     folders = {"A": Path(opts.baseline), "B": Path(opts.candidate)}
     manifests = {side: _load(folder, side) for side, folder in folders.items()}
-    problems = export_mismatch(*(_workload(manifests[side]) for side in SIDES))
+    problems = export_mismatch(*(manifests[side] for side in SIDES))
     if problems:
         raise GateError("the two exports are different workloads, not an A/B pair: "
                         + "; ".join(problems) + ". Export both with the same model and options.")
@@ -193,12 +193,6 @@ def _load(folder: Path, side: str) -> Manifest:
                         f"(manifest.json missing or invalid): pass an export folder made by "
                         f"`seaformer-deploy export`.")
     return manifest
-
-
-def _workload(manifest: Manifest) -> dict:
-    """What export_mismatch compares, as in a report's ``export`` section."""
-    return {"model": manifest.model.to_dict(), "input": manifest.input.to_dict(),
-            "output": manifest.output.to_dict()}
 
 
 def _select(manifests: dict[str, Manifest], selection: Selection) -> tuple[dict, dict]:

@@ -19,6 +19,9 @@ import numpy as np
 from ..errors import UserError, option
 from ..export import formats as fmts
 from ..export import manifest as mf
+from ..reports.files import as_report
+from ..export.records import Manifest
+from ..reports.records import ExportInfo, Measured, Report
 from .stats import Shift, latency_problem, unpaired_shift
 from .verdict import INCOMPARABLE, UNSTABLE, Rule, decide, exit_code
 
@@ -35,9 +38,9 @@ class Selection:
     precisions: tuple[str, ...] | None = None
     units: tuple[str, ...] | None = None
 
-    def keeps(self, artifact: dict) -> bool:
-        """Whether a report's artifact entry is selected."""
-        return self.allows(artifact["format"], artifact["precision"], artifact["unit"])
+    def keeps(self, artifact: Measured) -> bool:
+        """Whether a report's artifact is selected."""
+        return self.allows(artifact.format, artifact.precision, artifact.unit)
 
     def allows(self, fmt: str, precision: str, unit: str) -> bool:
         return all(allowed is None or value in allowed for value, allowed in (
@@ -75,26 +78,28 @@ class GateResult:
         return exit_code([r.verdict for r in self.rows], self.unstable_is_failure)
 
 
-def identity(report: dict, source: str) -> dict:
+def identity(report: Report, source: str) -> dict:
     """What a verdict file records about one side (the digest pins the report's content)."""
-    export = report["export"]
-    digest = mf.sha256_bytes(json.dumps(report, sort_keys=True).encode())
-    return {"source": source, "report_sha256": digest, "created": report["created"],
-            "status": report["status"],
-            "model": export["model"]["name"], "input_size": export["input"]["size"],
-            "output": export["output"]["mode"], "weights": export["weights"],
-            "device": report["device"]["name"], "fingerprint": report["device"]["fingerprint"]}
+    export = report.export
+    digest = mf.sha256_bytes(json.dumps(report.to_dict(), sort_keys=True).encode())
+    return {"source": source, "report_sha256": digest, "created": report.created,
+            "status": report.status, "model": export.model.name,
+            "input_size": export.input.size, "output": export.output.mode,
+            "weights": export.weights, "device": report.device.name,
+            "fingerprint": report.device.fingerprint.to_dict()}
 
 
-def compare_reports(baseline: dict, candidate: dict, rule: Rule, selection: Selection,
-                    sources: tuple[str, str] = ("baseline", "candidate"),
+def compare_reports(baseline: Report | dict, candidate: Report | dict, rule: Rule,
+                    selection: Selection, sources: tuple[str, str] = ("baseline", "candidate"),
                     unstable_is_failure: bool = False) -> GateResult:
+    """One row per artifact of either report; a report may be given as its JSON document."""
+    baseline, candidate = as_report(baseline, sources[0]), as_report(candidate, sources[1])
     sides = {"baseline": (baseline, sources[0]), "candidate": (candidate, sources[1])}
     for name, (report, source) in sides.items():
         _check_usable(report, name, source)
     mismatch = report_mismatch(baseline, candidate)
-    arts_a = {a["path"]: a for a in baseline["artifacts"] if selection.keeps(a)}
-    arts_b = {a["path"]: a for a in candidate["artifacts"] if selection.keeps(a)}
+    arts_a = {a.path: a for a in baseline.artifacts if selection.keeps(a)}
+    arts_b = {a.path: a for a in candidate.artifacts if selection.keeps(a)}
     rows = [_row(path, arts_a.get(path), arts_b.get(path), mismatch, baseline, candidate, rule)
             for path in sorted(arts_a.keys() | arts_b.keys(), key=artifact_order)]
     if not rows:
@@ -106,103 +111,99 @@ def compare_reports(baseline: dict, candidate: dict, rule: Rule, selection: Sele
     return result
 
 
-def _check_usable(report: dict, name: str, source: str) -> None:
+def _check_usable(report: Report, name: str, source: str) -> None:
     """A complete run with at least one artifact, every one with latencies the tests can use."""
-    if report["status"] != "complete":
-        raise GateError(f"the {name} report {source} is {report['status']}, not complete: its "
+    if report.status != "complete":
+        raise GateError(f"the {name} report {source} is {report.status}, not complete: its "
                         f"samples are partial. Re-run the benchmark.")
-    if not report["artifacts"]:
-        failed = len(report.get("failures", []))
+    if not report.artifacts:
+        failed = len(report.failures)
         why = (f"all {failed} failed, see its failures" if failed
                else "its artifacts list is empty, whatever its status says")
         raise GateError(f"the {name} report {source} measured no artifact ({why}): there is "
                         f"nothing to gate. Re-run the benchmark.")
-    for i, art in enumerate(report["artifacts"]):
-        if problem := latency_problem(art["samples_ms"]):
+    for i, art in enumerate(report.artifacts):
+        if problem := latency_problem(art.samples_ms):
             raise GateError(f"the {name} report {source}: artifacts[{i}].samples_ms "
-                            f"({art['path']}) {problem}; a latency is a finite number of "
+                            f"({art.path}) {problem}; a latency is a finite number of "
                             f"milliseconds above 0, so the report is damaged. Re-run the "
                             f"benchmark, or restore the file.")
 
 
-def _row(path: str, a: dict | None, b: dict | None, mismatch: str, baseline: dict,
-         candidate: dict, rule: Rule) -> Row:
+def _row(path: str, a: Measured | None, b: Measured | None, mismatch: str, baseline: Report,
+         candidate: Report, rule: Rule) -> Row:
     """One artifact's verdict; INCOMPARABLE (with the reason) unless both sides can be tested."""
     meta = a or b
-    row = Row(path, meta["unit"], meta["format"], meta["precision"], INCOMPARABLE, "")
+    row = Row(path, meta.unit, meta.format, meta.precision, INCOMPARABLE, "")
     if mismatch:
         row.reason = mismatch
     elif a is None:
-        row.reason = _missing_reason(path, meta["format"], "baseline", baseline, candidate)
+        row.reason = _missing_reason(path, meta.format, "baseline", baseline, candidate)
     elif b is None:
-        row.reason = _missing_reason(path, meta["format"], "candidate", candidate, baseline)
-    elif runtimes := runtime_mismatch(baseline, candidate, meta["format"]):
+        row.reason = _missing_reason(path, meta.format, "candidate", candidate, baseline)
+    elif runtimes := runtime_mismatch(baseline, candidate, meta.format):
         row.reason = runtimes
-    elif (n := min(len(a["samples_ms"]), len(b["samples_ms"]))) < 2:
+    elif (n := min(len(a.samples_ms), len(b.samples_ms))) < 2:
         # The rank test needs two values per side; with fewer nothing can be decided.
         row.verdict = UNSTABLE
         row.reason = (f"{n} iteration(s) per side, fewer than the {rule.min_samples} needed "
                       f"to decide")
     else:
-        row.shift = unpaired_shift(np.asarray(a["samples_ms"]), np.asarray(b["samples_ms"]),
+        row.shift = unpaired_shift(np.asarray(a.samples_ms), np.asarray(b.samples_ms),
                                    rule.confidence)
         row.verdict, row.reason = decide(row.shift, rule)
     return row
 
 
-def _missing_reason(path: str, fmt: str, side: str, lacking: dict, other: dict) -> str:
+def _missing_reason(path: str, fmt: str, side: str, lacking: Report, other: Report) -> str:
     """Why ``lacking`` has no result for ``path``, and what to do about it."""
-    failure = next((f for f in lacking.get("failures", []) if f["path"] == path), None)
+    failure = next((f for f in lacking.failures if f.path == path), None)
     if failure is not None:
-        return (f"no result in the {side}: the runner {failure['reason']} in block "
-                f"{failure['block']}")
-    if not any(a["format"] == fmt for a in lacking["artifacts"]):
-        both = sorted({a["format"] for a in lacking["artifacts"]}
-                      & {a["format"] for a in other["artifacts"]})
+        return f"no result in the {side}: the runner {failure.reason} in block {failure.block}"
+    if fmt not in lacking.formats():
+        both = sorted(lacking.formats() & other.formats())
         hint = f": pass --formats {','.join(both)} to gate what both measured" if both else ""
         return f"not measured in the {side}, which has no .{fmt} artifact{hint}"
     return f"not measured in the {side}"
 
 
-def report_mismatch(a: dict, b: dict) -> str:
+def report_mismatch(a: Report, b: Report) -> str:
     """Why two reports cannot be compared at all, or '' when they can (runtimes are compared
     per artifact format: see ``runtime_mismatch``)."""
-    fa, fb = a["device"]["fingerprint"]["fields"], b["device"]["fingerprint"]["fields"]
+    fa, fb = a.device.fingerprint.fields, b.device.fingerprint.fields
     problems = [f"device {key}: {fa.get(key)!r} vs {fb.get(key)!r}"
                 for key in sorted(fa.keys() | fb.keys())
                 if key != "runtimes" and fa.get(key) != fb.get(key)]
-    ea, eb = a["export"], b["export"]
-    problems += export_mismatch(ea, eb)
-    if a["protocol"]["threads"] != b["protocol"]["threads"]:
-        problems.append(f"threads: {a['protocol']['threads']} vs {b['protocol']['threads']}")
+    problems += export_mismatch(a.export, b.export)
+    if (ta := a.protocol.get("threads")) != (tb := b.protocol.get("threads")):
+        problems.append(f"threads: {ta} vs {tb}")
     return "; ".join(problems)
 
 
-def runtime_mismatch(a: dict, b: dict, fmt: str) -> str:
+def runtime_mismatch(a: Report, b: Report, fmt: str) -> str:
     """Why ``fmt`` artifacts of the two reports ran on different runtimes, or '' when they did
     not: only that format's runtime counts, the other runners never touched them."""
-    ra, rb = (r["device"]["fingerprint"]["fields"].get("runtimes") for r in (a, b))
+    ra, rb = (r.device.fingerprint.fields.get("runtimes") for r in (a, b))
     if isinstance(ra, dict) and isinstance(rb, dict):
         x, y = ra.get(fmt), rb.get(fmt)
         return "" if x == y else f"device runtimes ({fmt}): {x!r} vs {y!r}"
     return "" if ra == rb else f"device runtimes: {ra!r} vs {rb!r}"
 
 
-def export_mismatch(a: dict, b: dict) -> list[str]:
+def export_mismatch(a: Manifest | ExportInfo, b: Manifest | ExportInfo) -> list[str]:
     """Model, input size, output mode, classes: what makes two exports different workloads.
 
-    ``a`` and ``b`` are manifests or a report's ``export`` section (same keys)."""
-    checks = (("model", a["model"]["name"], b["model"]["name"]),
-              ("classes", a["model"].get("num_classes"), b["model"].get("num_classes")),
-              ("input size", a["input"]["size"], b["input"]["size"]),
-              ("output", a["output"]["mode"], b["output"]["mode"]))
+    ``a`` and ``b`` are manifests or a report's ``export`` section (the same records)."""
+    checks = (("model", a.model.name, b.model.name),
+              ("classes", a.model.num_classes, b.model.num_classes),
+              ("input size", a.input.size, b.input.size),
+              ("output", a.output.mode, b.output.mode))
     return [f"{name}: {x!r} vs {y!r}" for name, x, y in checks if x != y]
 
 
-def _parity_notes(report: dict) -> list[str]:
-    return [f"{a['path']}: the candidate failed on-device parity "
-            f"({'; '.join(a['parity']['failures'])})"
-            for a in report["artifacts"] if a.get("parity") and not a["parity"]["passed"]]
+def _parity_notes(report: Report) -> list[str]:
+    return [f"{a.path}: the candidate failed on-device parity ({'; '.join(a.parity.failures)})"
+            for a in report.artifacts if a.parity is not None and not a.parity.passed]
 
 
 UNIT_ORDER = ("model", "stem", "context", "spatial", "head")

@@ -84,7 +84,7 @@ def _rule(opts: GateOptions) -> Rule:
 
 
 def _reports(opts: GateOptions, rule: Rule) -> GateResult:
-    from ..reports import load_report
+    from ..reports import read_report
     from .compare import compare_reports
 
     if opts.baseline_artifacts is not None or opts.candidate_artifacts is not None:
@@ -94,11 +94,11 @@ def _reports(opts: GateOptions, rule: Rule) -> GateResult:
         raise GateError(f"pass {option('candidate')} REPORT (and {option('baseline')} REPORT, "
                         f"or rely on the committed baseline), or {option('ab')} with two "
                         f"export folders.")
-    candidate = load_report(opts.candidate)
+    candidate = read_report(opts.candidate)
     base_path = opts.baseline if opts.baseline is not None else bl.find(candidate,
                                                                          opts.baselines)
     selection = Selection(opts.formats, opts.precisions, opts.units)
-    return compare_reports(load_report(base_path), candidate, rule, selection,
+    return compare_reports(read_report(base_path), candidate, rule, selection,
                            (str(base_path), str(opts.candidate)), opts.unstable_is_failure)
 
 

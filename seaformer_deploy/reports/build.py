@@ -11,54 +11,51 @@ from ..bench.stats import summarize
 from ..devices import device_fingerprint
 from ..export import manifest as mf
 from ..export.parity import device_parity
+from .records import (COMPONENTS, SCHEMA_NAME, SCHEMA_VERSION, Breakdown, Core, Device,
+                      ExportInfo, Failure, Fingerprint, Measured, Paper, Report, Share)
 
-SCHEMA_NAME = "seaformer-deploy/bench-report"
-SCHEMA_VERSION = 1
-COMPONENTS = ("stem", "context", "spatial", "head")
 # SeaFormer++ paper, Fig. 10: SeaFormer-T latency shares on one Snapdragon 865 core.
-PAPER_FIG10 = {"model": "seaformer-t",
-               "shares": {"stem": 0.49, "context": 0.34, "spatial": 0.08, "head": 0.08},
-               "source": "SeaFormer++ (IJCV 2025), Fig. 10: one Snapdragon 865 core"}
+PAPER_FIG10 = Paper(model="seaformer-t",
+                    shares={"stem": 0.49, "context": 0.34, "spatial": 0.08, "head": 0.08},
+                    source="SeaFormer++ (IJCV 2025), Fig. 10: one Snapdragon 865 core")
 
 
 def build_report(run: BenchRun) -> dict:
+    """The report of ``run`` in its JSON form (``report.json``)."""
+    return build(run).to_dict()
+
+
+def build(run: BenchRun) -> Report:
     artifacts = [_artifact(run, m) for m in run.measurements if m.runs and m.failure is None]
     manifest = run.manifest
-    return {
-        "schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION, "status": run.status,
-        "created": datetime.fromtimestamp(run.finished or run.started, timezone.utc)
+    return Report(
+        schema=SCHEMA_NAME, schema_version=SCHEMA_VERSION, status=run.status,
+        created=datetime.fromtimestamp(run.finished or run.started, timezone.utc)
         .isoformat(timespec="seconds"),
-        "wall_seconds": round((run.finished or run.started) - run.started, 2),
-        "command": mf.command_line(), "tools": mf.tool_versions(),
-        "device": {**run.info.to_dict(), "core": {"index": run.choice.core,
-                                                   "reason": run.choice.reason},
-                   "profile": run.profile,
-                   "fingerprint": fingerprint(run)},
-        "protocol": {**_protocol(run), "blocks": run.options.blocks,
-                     "cv_limit": run.options.cv_limit,
-                     "thermal": run.options.thermal.to_dict(),
-                     "frequency_lock": run.frequency_lock},
-        "runners": {fmt: r.identity for fmt, r in run.runners.items()},
-        "export": {"folder": str(run.folder), "model": manifest.model.to_dict(),
-                   "input": manifest.input.to_dict(), "output": manifest.output.to_dict(),
-                   "weights": manifest.weights,
-                   "samples": [s.to_dict() for s in manifest.samples[:1]],
-                   "cache_key": manifest.cache_key,
-                   "manifest_sha256": mf.sha256_path(run.folder / mf.MANIFEST),
-                   "export_tools": manifest.tools},
-        "blocks": run.blocks, "artifacts": artifacts, "failures": _failures(run),
-        "components": component_breakdown(artifacts),
-        "paper": PAPER_FIG10 if manifest.model.name == PAPER_FIG10["model"] else None,
-        "events": run.events, "warnings": _warnings(run, artifacts),
-    }
+        wall_seconds=round((run.finished or run.started) - run.started, 2),
+        command=mf.command_line(), tools=mf.tool_versions(),
+        device=Device(**run.info.to_dict(), core=Core(run.choice.core, run.choice.reason),
+                      profile=run.profile, fingerprint=Fingerprint(**fingerprint(run))),
+        protocol={**_protocol(run), "blocks": run.options.blocks,
+                  "cv_limit": run.options.cv_limit, "thermal": run.options.thermal.to_dict(),
+                  "frequency_lock": run.frequency_lock},
+        runners={fmt: r.identity for fmt, r in run.runners.items()},
+        export=ExportInfo(folder=str(run.folder), model=manifest.model, input=manifest.input,
+                          output=manifest.output, weights=manifest.weights,
+                          samples=manifest.samples[:1], cache_key=manifest.cache_key,
+                          manifest_sha256=mf.sha256_path(run.folder / mf.MANIFEST),
+                          export_tools=manifest.tools),
+        blocks=run.blocks, artifacts=artifacts, failures=_failures(run),
+        components=component_breakdown(artifacts),
+        paper=PAPER_FIG10 if manifest.model.name == PAPER_FIG10.model else None,
+        events=run.events, warnings=_warnings(run, artifacts))
 
 
-def _failures(run: BenchRun) -> list[dict]:
+def _failures(run: BenchRun) -> list[Failure]:
     """Artifacts the runner died or hung on, with what was measured before."""
-    return [{"path": m.artifact.path, "unit": m.artifact.unit,
-             "format": m.artifact.format, "precision": m.artifact.precision,
-             **m.failure,
-             "samples_ms": [round(float(v), 6) for r in m.runs for v in r.samples_ms]}
+    return [Failure(path=m.artifact.path, unit=m.artifact.unit, format=m.artifact.format,
+                    precision=m.artifact.precision, **m.failure,
+                    samples_ms=[round(float(v), 6) for r in m.runs for v in r.samples_ms])
             for m in run.measurements if m.failure is not None]
 
 
@@ -70,46 +67,39 @@ def _protocol(run: BenchRun) -> dict:
             "cooldown_seconds": p.cooldown_seconds}
 
 
-def _artifact(run: BenchRun, m: Measurement) -> dict:
+def _artifact(run: BenchRun, m: Measurement) -> Measured:
     art = m.artifact
     samples = np.concatenate([r.samples_ms for r in m.runs])
     cpus = np.concatenate([r.cpus for r in m.runs])
-    entry = {
-        "path": art.path, "unit": art.unit, "format": art.format,
-        "precision": art.precision, "sha256": art.sha256, "bytes": art.bytes,
-        "samples_ms": [round(float(v), 6) for v in samples],
-        "cpus": [int(c) for c in cpus],
-        "blocks": [b for b, r in enumerate(m.runs) for _ in range(len(r.samples_ms))],
-        "rounds": [int(v) for r in m.runs for v in r.rounds],
-        "cpu_ok": bool(np.all(cpus == run.choice.core)),
-        "load_ms": [round(r.load_ms, 3) for r in m.runs],
-        "warmup_iterations": [r.warmup_iterations for r in m.runs],
-        "rss_after_load_kb": max(r.rss_after_load_kb for r in m.runs),
-        "stats": summarize(samples, run.options.cv_limit).to_dict(),
-        "parity": (device_parity(art, m.outputs, run.folder).to_dict()
-                   if m.outputs is not None else None),
-    }
-    return entry
+    return Measured(
+        path=art.path, unit=art.unit, format=art.format, precision=art.precision,
+        sha256=art.sha256, bytes=art.bytes,
+        samples_ms=[round(float(v), 6) for v in samples],
+        cpus=[int(c) for c in cpus],
+        blocks=[b for b, r in enumerate(m.runs) for _ in range(len(r.samples_ms))],
+        rounds=[int(v) for r in m.runs for v in r.rounds],
+        cpu_ok=bool(np.all(cpus == run.choice.core)),
+        load_ms=[round(r.load_ms, 3) for r in m.runs],
+        warmup_iterations=[r.warmup_iterations for r in m.runs],
+        rss_after_load_kb=max(r.rss_after_load_kb for r in m.runs),
+        stats=summarize(samples, run.options.cv_limit),
+        parity=device_parity(art, m.outputs, run.folder) if m.outputs is not None else None)
 
 
-def component_breakdown(artifacts: list[dict]) -> list[dict]:
+def component_breakdown(artifacts: list[Measured]) -> list[Breakdown]:
     """Per format and precision: each component's median, its share, and sum / whole."""
     rows = []
-    groups = sorted({(a["format"], a["precision"]) for a in artifacts})
-    for fmt, precision in groups:
-        units = {a["unit"]: a for a in artifacts
-                 if a["format"] == fmt and a["precision"] == precision}
+    for fmt, precision in sorted({(a.format, a.precision) for a in artifacts}):
+        units = {a.unit: a for a in artifacts if (a.format, a.precision) == (fmt, precision)}
         if not all(c in units for c in COMPONENTS):
             continue
-        medians = {c: units[c]["stats"]["median"] for c in COMPONENTS}
+        medians = {c: units[c].stats.median for c in COMPONENTS}
         total = sum(medians.values())
-        whole = units["model"]["stats"]["median"] if "model" in units else None
-        rows.append({
-            "format": fmt, "precision": precision, "whole_median_ms": whole,
-            "sum_median_ms": total,
-            "sum_over_whole": total / whole if whole else None,
-            "components": {c: {"median_ms": medians[c], "share": medians[c] / total}
-                           for c in COMPONENTS}})
+        whole = units["model"].stats.median if "model" in units else None
+        rows.append(Breakdown(
+            format=fmt, precision=precision, whole_median_ms=whole, sum_median_ms=total,
+            sum_over_whole=total / whole if whole else None,
+            components={c: Share(medians[c], medians[c] / total) for c in COMPONENTS}))
     return rows
 
 
@@ -120,21 +110,20 @@ def fingerprint(run: BenchRun) -> dict:
                               {f: r.identity for f, r in run.runners.items()})
 
 
-def _warnings(run: BenchRun, artifacts: list[dict]) -> list[str]:
+def _warnings(run: BenchRun, artifacts: list[Measured]) -> list[str]:
     found = []
     for a in artifacts:
-        if not a["cpu_ok"]:
-            others = sorted(set(a["cpus"]) - {run.choice.core})
-            found.append(f"{a['path']}: iterations ran on CPU {others}, not only on "
+        if not a.cpu_ok:
+            others = sorted(set(a.cpus) - {run.choice.core})
+            found.append(f"{a.path}: iterations ran on CPU {others}, not only on "
                          f"{run.choice.core}")
-        if a["stats"]["unstable"]:
-            cv, limit = a["stats"]["cv"], run.options.cv_limit
+        if a.stats.unstable:
+            cv, limit = a.stats.cv, run.options.cv_limit
             why = (f"CV {100 * cv:.1f} % > {100 * limit:.0f} %" if cv > limit
-                   else f"only {a['stats']['n']} samples, too few to judge stability")
-            found.append(f"{a['path']}: unstable ({why})")
-        if a["parity"] is not None and not a["parity"]["passed"]:
-            found.append(f"{a['path']}: on-device parity failed: "
-                         f"{'; '.join(a['parity']['failures'])}")
+                   else f"only {a.stats.n} samples, too few to judge stability")
+            found.append(f"{a.path}: unstable ({why})")
+        if a.parity is not None and not a.parity.passed:
+            found.append(f"{a.path}: on-device parity failed: {'; '.join(a.parity.failures)}")
     if run.profile:
         found += [f"device profile {run.profile['file']}: {m}"
                   for m in run.profile["mismatches"]]

@@ -19,7 +19,7 @@ import pandas as pd
 from ..errors import UserError
 from ..export.manifest import StagingDir, write_json
 from ..export.formats import with_format_enum
-from .build import SCHEMA_NAME, SCHEMA_VERSION
+from .records import SCHEMA_NAME, SCHEMA_VERSION, Report
 from .plots import plot_components, plot_distributions
 from .summary import markdown
 
@@ -134,36 +134,61 @@ def _short(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def folder_name(report: dict) -> str:
+def folder_name(report: Report) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    device = re.sub(r"[^A-Za-z0-9._-]+", "-", report["device"]["name"])
-    return f"{stamp}_{device}_{report['export']['model']['name']}"
+    device = re.sub(r"[^A-Za-z0-9._-]+", "-", report.device.name)
+    return f"{stamp}_{device}_{report.export.model.name}"
 
 
-def samples_frame(report: dict) -> pd.DataFrame:
+def samples_frame(report: Report) -> pd.DataFrame:
     """Long format: one row per timed iteration."""
     rows = []
-    for a in report["artifacts"]:
-        for i, (ms, cpu, block, rnd) in enumerate(zip(a["samples_ms"], a["cpus"], a["blocks"],
-                                                      a["rounds"], strict=True)):
-            rows.append({"artifact": a["path"], "unit": a["unit"], "format": a["format"],
-                         "precision": a["precision"], "block": block, "round": rnd,
+    for a in report.artifacts:
+        for i, (ms, cpu, block, rnd) in enumerate(zip(a.samples_ms, a.cpus, a.blocks, a.rounds,
+                                                      strict=True)):
+            rows.append({"artifact": a.path, "unit": a.unit, "format": a.format,
+                         "precision": a.precision, "block": block, "round": rnd,
                          "iteration": i, "latency_ms": ms, "cpu": cpu})
     return pd.DataFrame(rows)
 
 
-def write_report(report: dict, root: Path) -> Path:
+def write_report(report: Report | dict, root: Path) -> Path:
     """Validate, then write every file into a staging folder renamed into place at the end."""
-    validate(report)
-    final = Path(root) / folder_name(report)
+    doc = report.to_dict() if isinstance(report, Report) else report
+    validate(doc)
+    typed = typed_report(doc)
+    final = Path(root) / folder_name(typed)
     with StagingDir(final) as staging:
-        write_json(staging.path / REPORT, report)
-        samples_frame(report).to_csv(staging.path / "results.csv", index=False)
-        (staging.path / "summary.md").write_text(markdown(report))
-        plot_components(report, staging.path / "components.png")
-        plot_distributions(report, staging.path / "latency.png")
+        write_json(staging.path / REPORT, doc)
+        samples_frame(typed).to_csv(staging.path / "results.csv", index=False)
+        (staging.path / "summary.md").write_text(markdown(typed))
+        plot_components(typed, staging.path / "components.png")
+        plot_distributions(typed, staging.path / "latency.png")
         staging.commit()
     return final
+
+
+def read_report(path: Path) -> Report:
+    """A report from its folder or its report.json as a typed record (see ``load_report``)."""
+    return typed_report(load_report(path), str(path))
+
+
+def as_report(report: Report | dict, source: str = "the report") -> Report:
+    """``report`` as the record; its JSON document (as ``load_report`` returns) is read."""
+    return report if isinstance(report, Report) else typed_report(report, source)
+
+
+def typed_report(doc: dict, source: str = "the report") -> Report:
+    """A validated report's JSON as the record; a value the schema lets through but the record
+    cannot hold is a ReportError, not a traceback."""
+    import cattrs
+
+    try:
+        return Report.from_dict(doc)
+    except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
+        found = "; ".join(_short(m) for m in cattrs.transform_error(exc)) if isinstance(
+            exc, cattrs.BaseValidationError) else _short(exc)
+        raise ReportError(f"{source} does not hold what bench writes: {found}; {REDO}.") from None
 
 
 def load_report(path: Path) -> dict:

@@ -11,19 +11,21 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .build import COMPONENTS
+from .files import as_report
+from .records import COMPONENTS, Report
 from .summary import component_rows, latency_rows
 
 
-def render(report: dict, console: Console) -> None:
-    exp, dev = report["export"], report["device"]
-    size = "x".join(map(str, exp["input"]["size"]))
+def render(report: Report | dict, console: Console) -> None:
+    report = as_report(report)
+    exp, dev = report.export, report.device
+    size = "x".join(map(str, exp.input.size))
     console.print(Text.assemble(
-        (f"{exp['model']['name']} {size}", "bold"), f" ({exp['output']['mode']}) on ",
-        (dev["name"], "bold"), f" cpu{dev['core']['index']} - {report['status']}, "
-                               f"{report['created']}"), highlight=False)
-    console.print(Text(f"core choice: {dev['core']['reason']}; fingerprint "
-                       f"{dev['fingerprint']['digest']}"), highlight=False)
+        (f"{exp.model.name} {size}", "bold"), f" ({exp.output.mode}) on ",
+        (dev.name, "bold"), f" cpu{dev.core.index} - {report.status}, {report.created}"),
+        highlight=False)
+    console.print(Text(f"core choice: {dev.core.reason}; fingerprint "
+                       f"{dev.fingerprint.digest}"), highlight=False)
     table = Table(title="latency (ms)", box=box.SIMPLE_HEAD)
     for col in ("artifact", "median", "95% CI", "trimmed", "p90", "p99", "CV", "n",
                 "on core", "parity"):
@@ -31,12 +33,12 @@ def render(report: dict, console: Console) -> None:
     for row in latency_rows(report):
         table.add_row(*map(Text, row))
     console.print(table)
-    if report["components"]:
+    if report.components:
         comps = Table(title="components: median ms (share of their sum)", box=box.SIMPLE_HEAD)
         for col in ("", *COMPONENTS, "sum", "whole", "sum/whole"):
             comps.add_column(col, justify="left" if not col else "right", no_wrap=True)
         for row in component_rows(report):
             comps.add_row(*map(Text, row))
         console.print(comps)
-    for line in report["events"] + report["warnings"]:
+    for line in report.events + report.warnings:
         console.print(Text.assemble(("warning:", "yellow"), " ", line), highlight=False)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .build import COMPONENTS
+from .records import COMPONENTS, Report
 
 
 def _ms(value: float | None) -> str:
@@ -14,32 +14,30 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
-def latency_rows(report: dict) -> list[list[str]]:
+def latency_rows(report: Report) -> list[list[str]]:
     rows = []
-    for a in report["artifacts"]:
-        s = a["stats"]
-        parity = a["parity"]
-        verdict = "-" if parity is None else ("pass" if parity["passed"] else "FAIL")
-        psnr = parity["worst"]["psnr_db"] if parity else None
-        lo, hi = s["median_ci95"]
-        rows.append([a["path"], _ms(s["median"]), f"{lo:.3g}-{hi:.3g}", _ms(s["trimmed_mean"]),
-                     _ms(s["p90"]), _ms(s["p99"]),
-                     f"{100 * s['cv']:.1f}%" + ("!" if s["unstable"] else ""), str(s["n"]),
-                     "yes" if a["cpu_ok"] else "NO",
+    for a in report.artifacts:
+        s, parity = a.stats, a.parity
+        verdict = "-" if parity is None else ("pass" if parity.passed else "FAIL")
+        psnr = parity.worst.psnr_db if parity else None
+        lo, hi = s.median_ci95
+        rows.append([a.path, _ms(s.median), f"{lo:.3g}-{hi:.3g}", _ms(s.trimmed_mean),
+                     _ms(s.p90), _ms(s.p99), f"{100 * s.cv:.1f}%" + ("!" if s.unstable else ""),
+                     str(s.n), "yes" if a.cpu_ok else "NO",
                      f"{verdict}" + (f" {psnr:.0f}dB" if psnr is not None else "")])
     return rows
 
 
-def component_rows(report: dict) -> list[list[str]]:
+def component_rows(report: Report) -> list[list[str]]:
     rows = []
-    for c in report["components"]:
-        parts = [f"{_ms(part['median_ms'])} ({100 * part['share']:.0f}%)"
-                 for part in (c["components"][k] for k in COMPONENTS)]
-        ratio = f"{c['sum_over_whole']:.3f}" if c["sum_over_whole"] else "-"
-        rows.append([f"{c['format']} {c['precision']}", *parts, _ms(c["sum_median_ms"]),
-                     _ms(c["whole_median_ms"]), ratio])
-    if report["paper"]:
-        shares = report["paper"]["shares"]
+    for c in report.components:
+        parts = [f"{_ms(part.median_ms)} ({100 * part.share:.0f}%)"
+                 for part in (c.components[k] for k in COMPONENTS)]
+        ratio = f"{c.sum_over_whole:.3f}" if c.sum_over_whole else "-"
+        rows.append([f"{c.format} {c.precision}", *parts, _ms(c.sum_median_ms),
+                     _ms(c.whole_median_ms), ratio])
+    if report.paper:
+        shares = report.paper.shares
         rows.append(["paper Fig. 10", *[f"({100 * shares[k]:.0f}%)" for k in COMPONENTS],
                      "", "", ""])
     return rows
@@ -65,49 +63,46 @@ def _runner_lines(runners: dict) -> list[str]:
     return lines
 
 
-def markdown(report: dict) -> str:
-    exp = report["export"]
-    dev = report["device"]
-    proto = report["protocol"]
-    size = "x".join(map(str, exp["input"]["size"]))
-    lines = [f"# {exp['model']['name']} {size} ({exp['output']['mode']}) on {dev['name']}", "",
-             f"- status: **{report['status']}**, {report['created']}, "
-             f"{report['wall_seconds']:.0f} s",
-             f"- device: {dev['kind']} via {dev['transport']}; CPU "
-             f"{dev['topology']['cpu_model']}; {dev['topology']['kernel']}",
-             f"- core: **cpu{dev['core']['index']}** ({dev['core']['reason']}); "
-             f"fingerprint `{dev['fingerprint']['digest']}`",
-             *_profile_line(dev.get("profile")),
-             *_runner_lines(report.get("runners", {})),
+def markdown(report: Report) -> str:
+    exp, dev, proto = report.export, report.device, report.protocol
+    size = "x".join(map(str, exp.input.size))
+    lines = [f"# {exp.model.name} {size} ({exp.output.mode}) on {dev.name}", "",
+             f"- status: **{report.status}**, {report.created}, {report.wall_seconds:.0f} s",
+             f"- device: {dev.kind} via {dev.transport}; CPU "
+             f"{dev.topology['cpu_model']}; {dev.topology['kernel']}",
+             f"- core: **cpu{dev.core.index}** ({dev.core.reason}); "
+             f"fingerprint `{dev.fingerprint.digest}`",
+             *_profile_line(dev.profile),
+             *_runner_lines(report.runners),
              f"- protocol: {proto['threads']} thread, warm-up >= {proto['warmup_iterations']} "
              f"iterations and {proto['warmup_seconds']} s, timed >= {proto['iterations']} "
              f"iterations and {proto['min_seconds']} s per artifact, {proto['rounds']} "
              f"interleaved rounds in {proto['blocks']} blocks",
-             f"- weights: {exp['weights']['source']}; export cache key "
-             f"`{exp['cache_key'][:16]}`", "",
+             f"- weights: {exp.weights['source']}; export cache key `{exp.cache_key[:16]}`",
+             "",
              "## Latency (ms)", ""]
     lines += _table(["artifact", "median", "95% CI", "trimmed mean", "p90", "p99", "CV",
                      "n", "on core", "on-device parity"], latency_rows(report))
     lines += ["", "CV marked ! is above the report's limit (unstable); 'on core': every "
                   "iteration ran on the pinned CPU."]
-    if report["components"]:
+    if report.components:
         lines += ["", "## Components (median ms, share of their sum)", ""]
         lines += _table(["", *COMPONENTS, "sum", "whole model", "sum / whole"],
                         component_rows(report))
-    if report.get("failures"):
+    if report.failures:
         lines += ["", "## Failed artifacts", ""]
-        for f in report["failures"]:
-            tail = f["stderr_tail"].strip().splitlines()[-3:]
-            lines.append(f"- {f['path']}: the {f['runner']} runner {f['reason']} in block "
-                         f"{f['block']}" + (f" ({f['phase']})" if f.get("phase") else "")
+        for f in report.failures:
+            tail = f.stderr_tail.strip().splitlines()[-3:]
+            lines.append(f"- {f.path}: the {f.runner} runner {f.reason} in block {f.block}"
+                         + (f" ({f.phase})" if f.phase else "")
                          + (": `" + " / ".join(tail) + "`" if tail else ""))
     lock = proto.get("frequency_lock")
     if lock:
         lines += ["", f"Frequency: cpu{lock['core']} locked at {lock['khz'] / 1e3:.0f} MHz "
                       f"({lock['governor']}, via {lock['via']}), restored afterwards."]
     lines += ["", "## Tools", ""]
-    lines += [f"- {k}: {v}" for k, v in sorted(report["tools"].items())]
-    if report["warnings"] or report["events"]:
+    lines += [f"- {k}: {v}" for k, v in sorted(report.tools.items())]
+    if report.warnings or report.events:
         lines += ["", "## Warnings and events", ""]
-        lines += [f"- {w}" for w in report["events"] + report["warnings"]]
+        lines += [f"- {w}" for w in report.events + report.warnings]
     return "\n".join(lines) + "\n"
