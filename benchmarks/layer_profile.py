@@ -33,6 +33,7 @@ from seaformer_deploy.export import rewrites
 from seaformer_deploy.export.fold import fold_batchnorm
 from seaformer_deploy.export.onnx_export import simplify
 from seaformer_deploy.export.pte_export import export_pte
+from seaformer_deploy.export.pte_layout import NHWCInterface, inverse_transposes_cancelled, to_nhwc
 from seaformer_deploy.export.samples import sample_batch
 from seaformer_deploy.export.weights import synthetic_model
 from seaformer_deploy.models.layers import InvertedResidual, Resize
@@ -67,10 +68,10 @@ def blocks(model: nn.Module, calls: dict[str, tuple]) -> list[str]:
 
 
 def export_block(module: nn.Module, args: tuple, fmt: str, stem: Path) -> PlannedModel:
-    """Write ``module`` as a ``fmt`` artifact and its tensor inputs as raw files (channels-last
-    for the .pte, as its program expects them); the plan entry that runs it."""
+    """Write ``module`` as a ``fmt`` artifact and its tensor inputs as raw files; the plan
+    entry that runs it. The .pte is the export's default form: 4-D tensors in and out as
+    logical NHWC, with XNNPACK's cancelling transposes removed (export/pte_layout.py)."""
     tensors = [a for a in args if isinstance(a, torch.Tensor)]   # a resize's size is a constant
-    channels_last = False
     if fmt == "onnx":
         buffer = io.BytesIO()
         with exporters_quieted():
@@ -78,30 +79,30 @@ def export_block(module: nn.Module, args: tuple, fmt: str, stem: Path) -> Planne
                               external_data=False, verbose=False)
         data = simplify(onnx.load_from_string(buffer.getvalue())).SerializeToString()
     else:
-        channels_last = not any(_single_pixel(t) for t in [*tensors, *_outputs(module, args)])
-        args = tuple(a.to(memory_format=torch.channels_last)
-                     if channels_last and isinstance(a, torch.Tensor) and a.dim() == 4 else a
-                     for a in args)
-        data, _ = export_pte(module, args)
+        tensors = [to_nhwc(t) for t in tensors]
+        with inverse_transposes_cancelled():
+            data, _ = export_pte(NHWCInterface(_TensorsOnly(module, args)).eval(), tensors)
     path = stem.with_suffix(f".{fmt}")
     path.write_bytes(data)
     inputs = []
     for i, t in enumerate(tensors):
-        raw = t.permute(0, 2, 3, 1) if fmt == "pte" and channels_last and t.dim() == 4 else t
         inputs.append(str(stem.with_name(f"{stem.name}.{fmt}.in{i}.bin")))
-        raw.contiguous().numpy().tofile(inputs[-1])
+        t.contiguous().numpy().tofile(inputs[-1])
     return PlannedModel(path.name, str(path), tuple(inputs))
 
 
-def _outputs(module: nn.Module, args: tuple) -> list[torch.Tensor]:
-    out = module(*args)
-    return list(out) if isinstance(out, (tuple, list)) else [out]
+class _TensorsOnly(nn.Module):
+    """``module`` called with ``args``' constants (a resize's size) in place: it takes only the
+    tensors, as the NHWC interface passes them."""
 
+    def __init__(self, module: nn.Module, args: tuple) -> None:
+        super().__init__()
+        self.module, self.args = module, args
 
-def _single_pixel(t: torch.Tensor) -> bool:
-    """1x1 spatial: NCHW and NHWC coincide, and the export keeps such blocks NCHW (see
-    ``export.pipeline._single_pixel``)."""
-    return t.dim() == 4 and tuple(t.shape[-2:]) == (1, 1)
+    def forward(self, *tensors: torch.Tensor):
+        it = iter(tensors)
+        return self.module(*(next(it) if isinstance(a, torch.Tensor) else a
+                             for a in self.args))
 
 
 def gflop(module: nn.Module, args: tuple) -> float:
