@@ -86,7 +86,8 @@ class ExportOptions:
         """One folder per set of artifacts a user keeps side by side: the non-default forms
         get a suffix, so exporting one never replaces the other."""
         naive = "" if self.rewrites else "_naive"
-        nchw = "_nchw" if self.pte_layout == "nchw" and "pte" in self.formats else ""
+        nchw = "_nchw" if self.pte_layout == "nchw" and any(
+            fmts.get(f).layout_option for f in self.formats) else ""
         extra = f"_extra{self.extra_work}" if self.extra_work else ""
         return (self.out_root / f"{get_spec(self.model).name}_{size[0]}x{size[1]}_{self.output}"
                                 f"{naive}{nchw}{extra}")
