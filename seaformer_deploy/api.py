@@ -51,7 +51,8 @@ def export(model: str = DEFAULT_MODEL, *, progress: Progress | None = None,
             (``("onnx", "pte")``), precisions (``("fp32", "fp16")``), components, output
             (``"logits"`` or ``"labels"``), out_root (default ``models``), parity_gate,
             fp32_io, rewrites, ort_forms, pte_layout (``"nhwc"`` or ``"nchw"``), seed,
-            samples, extra_work, force.
+            samples, extra_work, force, jobs (worker processes; default one per usable
+            core).
 
     Returns:
         ExportResult: ``folder`` (the export folder), ``manifest`` (its manifest.json as a

@@ -57,6 +57,9 @@ def export_cmd(
              "the model and head (outputs unchanged, latency up; folder suffix _extraN).")] = 0,
     force: Annotated[bool, typer.Option(help="Re-export even if a matching export exists.")
                      ] = False,
+    jobs: Annotated[int | None, typer.Option(
+        help="Worker processes exporting units side by side (default: one per usable CPU "
+             "core; 1 exports in this process).")] = None,
 ) -> None:
     """Export ONNX and ExecuTorch artifacts (FP32/FP16, model and components) with a parity gate."""
     try:
@@ -72,7 +75,7 @@ def export_cmd(
             output=output.strip().lower(), out_root=out, parity_gate=parity_gate,
             fp32_io=fp32_io, rewrites=rewrites, ort_forms=ort_forms,
             pte_layout=pte_layout.strip().lower(), seed=seed, extra_work=extra_work,
-            force=force)
+            force=force, jobs=jobs)
         try:
             result = run_with_progress(lambda p: export(name, progress=p, **options),
                                        "exporting")

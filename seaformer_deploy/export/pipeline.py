@@ -29,7 +29,7 @@ from . import manifest as mf
 from .artifacts import chain_parity, export_artifact
 from .fold import fold_batchnorm
 from .precision import Precision
-from .records import Component, Input, Manifest, Model, Output, Sample, TensorFile
+from .records import Artifact, Component, Input, Manifest, Model, Output, Sample, TensorFile
 from .layouts import ambiguous
 from .guard import InterruptGuard, Progress, check_out_root, removed_if_left_empty
 from .rewrites import deploy_form, runtime_form
@@ -37,6 +37,7 @@ from .samples import MEAN, SAMPLE_NAMES, STD, sample_batch
 from .tensors import describe, write_tensors
 from .units import OUTPUT_MODES, WHOLE, build_units, reference_tensors
 from .weights import synthetic_model
+from .workers import run_jobs, usable_cores
 
 __all__ = ["ExportOptions", "ExportResult", "InterruptGuard", "ParityError", "check",
            "check_out_root", "delegation_warnings", "export"]
@@ -71,6 +72,7 @@ class ExportOptions:
     samples: int = len(SAMPLE_NAMES)      # keyed by the sample images' hash
     extra_work: int = _option(0, keyed=True)   # identity convs on the logits (gate validation)
     force: bool = False
+    jobs: int | None = None               # worker processes (None: one per usable core)
 
     def recorded(self) -> dict:
         """The manifest's ``options``: the fields marked ``recorded``, as JSON values."""
@@ -182,6 +184,8 @@ def _check_options(opts: ExportOptions) -> None:
         raise OptionError(f"{option('output')} takes {' or '.join(OUTPUT_MODES)}, got {opts.output!r}.")
     if opts.extra_work < 0:
         raise OptionError(f"{option('extra_work')} takes a count >= 0, got {opts.extra_work}.")
+    if opts.jobs is not None and opts.jobs < 1:
+        raise OptionError(f"{option('jobs')} takes a count >= 1, got {opts.jobs}.")
     if not 1 <= opts.samples <= len(SAMPLE_NAMES):
         raise OptionError(f"{option('samples')} takes 1..{len(SAMPLE_NAMES)}, got {opts.samples}.")
     if not 0 <= opts.seed < 2**63:
@@ -229,12 +233,7 @@ def _export_into(staging: Path, model: SegmentationModel, weights: dict, opts: E
                                        opts.extra_work), extra)
     units = per_format[opts.formats[0]][0]          # names and shapes agree across formats
     jobs = [(u, f, p) for f in opts.formats for u in per_format[f][0] for p in opts.precisions]
-    artifacts, shared = [], {}
-    for done, (unit, fmt, precision) in enumerate(jobs):
-        if progress:
-            progress(f"{unit.name} {fmt} {precision}", done, len(jobs))
-        artifacts.append(export_artifact(staging, unit, fmts.get(fmt), precision, env, opts,
-                                         shared))
+    artifacts = _export_jobs(staging, jobs, env, opts, progress)
     chains = []
     if opts.components:
         if progress:
@@ -266,6 +265,32 @@ def _export_into(staging: Path, model: SegmentationModel, weights: dict, opts: E
         parity_passed=False, export_seconds=0.0)
     manifest.parity_passed = all(check.passed for check in manifest.checks())
     return manifest
+
+
+def _export_jobs(staging: Path, jobs: list[tuple], env: dict, opts: ExportOptions,
+                 progress: Progress | None) -> list[Artifact]:
+    """Every (unit, format, precision) job's artifact, in the order of ``jobs``. The precisions
+    of one unit and format run in one worker process (FP16 ONNX converts the FP32 graph), and
+    with --ort-forms all of a unit's jobs (so the check that no two outputs share a name sees
+    them in order); the groups run side by side (export/workers.py)."""
+    shared: dict = {}                  # what the exporters reuse within one group's jobs
+    grouped: dict[tuple, list[int]] = {}
+    for i, (unit, fmt, _) in enumerate(jobs):
+        grouped.setdefault((unit.name, None if opts.ort_forms else fmt), []).append(i)
+    order = [i for indices in grouped.values() for i in indices]
+    groups = [[(f"{jobs[i][0].name} {jobs[i][1]} {jobs[i][2]}", jobs[i]) for i in indices]
+              for indices in grouped.values()]
+    costs = [len(g) * sum(1 for _ in g[0][1][0].module.modules()) for g in groups]
+
+    def run(job: tuple) -> Artifact:
+        unit, fmt, precision = job
+        return export_artifact(staging, unit, fmts.get(fmt), precision, env, opts, shared)
+
+    done = run_jobs(groups, run, opts.jobs or usable_cores(), progress, costs)
+    artifacts: list[Artifact] = [None] * len(jobs)
+    for i, artifact in zip(order, done):
+        artifacts[i] = artifact
+    return artifacts
 
 
 def _write_tensors(staging: Path, env: dict, opts: ExportOptions) -> list[TensorFile]:
