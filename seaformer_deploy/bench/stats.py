@@ -30,7 +30,7 @@ class Summary(Record):
     std: float
     cv: float                    # std / mean
     iqr: float
-    median_ci95: list[float]     # [low, high]
+    median_ci95: tuple[float, float]
     unstable: bool               # cv above the limit, or too few samples to judge
 
 
@@ -47,7 +47,7 @@ def summarize(samples: np.ndarray, cv_limit: float = DEFAULT_CV_LIMIT) -> Summar
         n=n, min=float(x[0]), median=float(np.median(x)), mean=mean,
         trimmed_mean=trimmed_mean(x, 0.1), p90=float(np.percentile(x, 90)),
         p99=float(np.percentile(x, 99)), std=std, cv=cv, iqr=float(q3 - q1),
-        median_ci95=list(median_ci(x, 0.95)), unstable=bool(cv > cv_limit or n < 5))
+        median_ci95=median_ci(x, 0.95), unstable=bool(cv > cv_limit or n < 5))
 
 
 def trimmed_mean(sorted_x: np.ndarray, cut: float) -> float:

@@ -32,6 +32,10 @@ def _unstructure_fn(cls: type) -> Any:
 
 _converter = cattrs.Converter()
 _converter.register_unstructure_hook_factory(is_dataclass, _unstructure_fn)
+# A tuple field (a pair such as a confidence interval) is a JSON array, as json reads it back.
+_converter.register_unstructure_hook_func(
+    lambda t: getattr(t, "__origin__", t) is tuple,
+    lambda value: [_converter.unstructure(v) for v in value])
 
 
 class Record:

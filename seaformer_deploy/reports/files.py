@@ -140,10 +140,10 @@ def folder_name(report: Report) -> str:
     return f"{stamp}_{device}_{report.export.model.name}"
 
 
-def samples_frame(report: Report) -> pd.DataFrame:
+def samples_frame(report: Report | dict) -> pd.DataFrame:
     """Long format: one row per timed iteration."""
     rows = []
-    for a in report.artifacts:
+    for a in as_report(report).artifacts:
         for i, (ms, cpu, block, rnd) in enumerate(zip(a.samples_ms, a.cpus, a.blocks, a.rounds,
                                                       strict=True)):
             rows.append({"artifact": a.path, "unit": a.unit, "format": a.format,
