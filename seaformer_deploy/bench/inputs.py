@@ -15,9 +15,10 @@ from pathlib import Path
 from ..errors import OptionError, option
 from ..export import formats as fmts
 from ..export import manifest as mf
+from ..export.precision import Precision
 from ..export.records import Artifact, Manifest
 
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = Precision.names()
 
 
 class BenchInputError(OptionError):

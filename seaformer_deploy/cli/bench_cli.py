@@ -26,7 +26,9 @@ def bench_cmd(
     checkpoint: CheckpointOpt = None, input_size: SizeOpt = None,
     formats: Annotated[str, typer.Option(
         help=f"Comma-separated: {', '.join(fmts.by_rank())}.")] = ",".join(fmts.bench_defaults()),
-    precisions: Annotated[str, typer.Option(help="Comma-separated: fp32, fp16.")] = "fp32,fp16",
+    precisions: Annotated[str, typer.Option(
+        help="Comma-separated: fp32, fp16, int8 (static INT8, calibrated on the sample images).")
+    ] = "fp32,fp16",
     core: Annotated[Optional[int], typer.Option(help="CPU to pin (default: the fastest).")
                     ] = None,
     warmup: Annotated[int, typer.Option(help="Minimum warm-up iterations per artifact.")] = 10,

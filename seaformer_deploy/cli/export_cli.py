@@ -26,7 +26,9 @@ def export_cmd(
     input_size: SizeOpt = None,
     formats: Annotated[str, typer.Option(
         help=f"Comma-separated: {', '.join(fmts.names())}.")] = ",".join(fmts.export_defaults()),
-    precisions: Annotated[str, typer.Option(help="Comma-separated: fp32, fp16.")] = "fp32,fp16",
+    precisions: Annotated[str, typer.Option(
+        help="Comma-separated: fp32, fp16, int8 (static INT8, calibrated on the sample images).")
+    ] = "fp32,fp16",
     components: Annotated[bool, typer.Option(
         "--components/--no-components", help="Also export stem, context, spatial and head.")
     ] = True,

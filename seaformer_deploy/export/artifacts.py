@@ -18,6 +18,7 @@ from . import formats as fmts
 from . import manifest as mf
 from .formats import ExportJob, Format, io_dtype
 from .parity import compare, parity
+from .precision import Precision
 from .records import Artifact, Chain, OrtForm, Parity
 from .layouts import from_layout, layout_of, to_layout
 from .tensors import as_dtype, describe
@@ -35,8 +36,11 @@ def export_artifact(staging: Path, unit: Unit, fmt: Format, precision: str, env:
     ``shared`` carries what the exporters reuse within one export."""
     started = time.perf_counter()
     nhwc = fmt.channels_last(opts.pte_layout)
+    calibration = (tuple(tuple(env[n][i:i + 1] for n in unit.input_names)
+                         for i in range(len(env[IMAGE])))
+                   if Precision(precision).quantized else ())
     job = ExportJob(unit, tuple(env[n][:1] for n in unit.input_names), precision, opts.fp32_io,
-                    nhwc, fmt, shared)
+                    nhwc, fmt, shared, calibration)
     data, details = fmt.exporter(job)
     path = staging / fmt.file_name(unit.name, precision)
     _refuse_clash([path.name], _names(staging), f"the {fmt.name} artifact")

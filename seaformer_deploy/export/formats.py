@@ -96,11 +96,13 @@ class ExportJob:
 
     unit: Unit
     example: tuple[torch.Tensor, ...]   # the unit's FP32 inputs (first sample), NCHW-contiguous
-    precision: str                      # fp32 or fp16
+    precision: str                      # fp32, fp16 or int8
     fp32_io: bool                       # an FP16 artifact keeps FP32 inputs and outputs
     nhwc: bool                          # 4-D inputs and outputs as (N, H, W, C)
     fmt: Format
     shared: dict = field(default_factory=dict, compare=False)   # reused across one export
+    # INT8: the unit's FP32 inputs for every calibration sample (NCHW), one tuple per sample.
+    calibration: tuple[tuple[torch.Tensor, ...], ...] = field(default=(), compare=False)
 
     @property
     def io_dtype(self) -> str:

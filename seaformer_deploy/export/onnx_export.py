@@ -1,4 +1,4 @@
-"""ONNX artifacts: torch.export-based exporter, checked, shape-inferred, simplified, FP16.
+"""ONNX artifacts: torch.export-based exporter, checked, shape-inferred, simplified; FP16, INT8.
 
 The TorchScript exporter the official code uses (opset 11) leaves shape arithmetic (Shape,
 Gather, Unsqueeze, Concat) and per-call Resize of the positional embeddings in the graph. The
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import onnx
@@ -19,6 +20,7 @@ from onnx import TensorProto
 
 from ..quiet import exporters_quieted
 from .formats import ExportJob
+from .quantize import calibration_record, classifiers, last_convolutions, qdq_quantized
 from .units import Unit
 
 OPSET = 18
@@ -30,14 +32,32 @@ MOBILE_OPS = frozenset({
     "Flatten", "Gemm", "GlobalAveragePool", "HardSigmoid", "HardSwish", "MatMul", "MaxPool",
     "Mul", "Pad", "ReduceMean", "ReduceSum", "Relu", "Reshape", "Resize", "Sigmoid", "Slice",
     "Softmax", "Split", "Squeeze", "Sub", "Transpose", "Unsqueeze",
+    "QuantizeLinear", "DequantizeLinear",       # INT8 in QDQ form, which they all read
 })
 
 
 def export_artifact(job: ExportJob) -> tuple[bytes, dict]:
     """The ONNX format's exporter (see ``formats``): the graph's bytes and manifest details."""
+    if job.precision == "int8":
+        return int8_artifact(job)
     proto = graph(job)
     return proto.SerializeToString(), {"onnx": describe(proto),
                                        "operators": operator_histogram(proto)}
+
+
+def int8_artifact(job: ExportJob) -> tuple[bytes, dict]:
+    """The unit's FP32 graph in QDQ form, calibrated on the unit's own inputs (quantize.py)."""
+    import onnxruntime
+
+    fp32 = graph(replace(job, precision="fp32"))
+    keep = last_convolutions(fp32) if classifiers(job.unit.module) else []
+    data = qdq_quantized(fp32.SerializeToString(), job.unit.input_names, job.calibration, keep)
+    proto = onnx.load_from_string(data)
+    validate(proto, f"{job.unit.name} int8")
+    return data, {"onnx": describe(proto), "operators": operator_histogram(proto),
+                  "quantization": calibration_record(
+                      job.calibration, f"onnxruntime.quantization.quantize_static, QDQ "
+                                       f"(onnxruntime {onnxruntime.__version__})")}
 
 
 def graph(job: ExportJob) -> onnx.ModelProto:

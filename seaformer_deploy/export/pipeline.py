@@ -59,7 +59,7 @@ class ExportOptions:
     num_classes: int | None = _option(None, keyed=True)
     input_size: tuple[int, int] | None = None           # keyed as the size it resolves to
     formats: tuple[str, ...] = _option(fmts.export_defaults(), recorded=True, keyed=True)
-    precisions: tuple[str, ...] = _option(PRECISIONS, recorded=True, keyed=True)
+    precisions: tuple[str, ...] = _option(Precision.defaults(), recorded=True, keyed=True)
     components: bool = _option(True, recorded=True, keyed=True)
     output: str = _option("logits", recorded=True, keyed=True)
     out_root: Path = Path("models")

@@ -1,5 +1,5 @@
 """ExecuTorch artifacts: torch.export -> edge -> the format's partitioners (XNNPACK by default)
--> .pte, FP32 and FP16."""
+-> .pte, FP32, FP16 and INT8."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from ..errors import UserError
 from ..quiet import exporters_quieted
 from .formats import ExportJob
 from .pte_layout import NHWCInterface, inverse_transposes_cancelled, to_nhwc
+from .quantize import calibration_record, pt2e_quantized, torchao_version
 
 # Rows of ExecuTorch's delegation table that are bookkeeping, not operators.
 _NOT_OPERATORS = {"getitem", "Total"}
@@ -52,17 +53,24 @@ def export_artifact(job: ExportJob) -> tuple[bytes, dict]:
     NCHW tensor fed by mistake fails on shape. ``--fp32-io``'s casts wrap that interface: casts
     between the permutes and the body would split the XNNPACK graph in three."""
     module, example = job.unit.module, list(job.example)
+    batches = [list(b) for b in job.calibration]
     if job.nhwc:
         module, example = NHWCInterface(module).eval(), [to_nhwc(e) for e in example]
+        batches = [[to_nhwc(t) for t in b] for b in batches]
+    details = {}
     if job.precision == "fp16":
         module = half_module(module, keep_io_fp32=job.fp32_io)
         example = [e.half() if job.io_dtype == "float16" else e for e in example]
+    elif job.precision == "int8":
+        module = pt2e_quantized(module, example, batches)
+        details["quantization"] = calibration_record(
+            batches, f"PT2E + XNNPACKQuantizer (torchao {torchao_version()})")
     with inverse_transposes_cancelled() if job.nhwc else contextlib.nullcontext() as removed:
         data, stats = export_pte(module, example, job.fmt.partitioners)
     if job.nhwc:
         stats["cancelled_transposes"] = removed      # per partition; [] if the hook missed
     return data, {"executorch": {"version": executorch_version(), **stats},
-                  "operators": operator_histogram(stats)}
+                  "operators": operator_histogram(stats), **details}
 
 
 def partitioners(backends: Sequence[str]) -> list:

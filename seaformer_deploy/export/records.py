@@ -127,6 +127,7 @@ class Artifact(Record):
     executorch: dict | None = optional()        # .pte: version, backend, partitions, ...
     ort: dict | None = optional()               # .ort: ONNX Runtime version, optimisation
     ort_forms: list[OrtForm] | None = optional()
+    quantization: dict | None = optional()      # INT8: scheme, tool, calibration set
     export_seconds: float
     parity: Parity
 

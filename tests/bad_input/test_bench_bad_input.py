@@ -105,8 +105,8 @@ CASES = {
     "zero rounds": (lambda f: None, ["--rounds", "0"], ["--rounds 0"]),
     "zero blocks": (lambda f: None, ["--blocks", "0"], ["--blocks 0"]),
     "nan seconds": (lambda f: None, ["--min-seconds", "nan"], ["--min-seconds nan"]),
-    "int8 precision": (lambda f: None, ["--precisions", "int8"],
-                       ["--precisions int8", "fp32 and fp16"]),
+    "int4 precision": (lambda f: None, ["--precisions", "int4"],
+                       ["--precisions int4", "fp32, fp16 and int8"]),
     "unknown format": (lambda f: None, ["--formats", "tflite"], ["--formats tflite"]),
     "negative core": (lambda f: None, ["--core", "-1"], ["--core -1"]),
 }

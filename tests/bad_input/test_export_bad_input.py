@@ -78,7 +78,7 @@ OPTIONS = {
     "size not a multiple of 32": (["--input-size", "200x200"], "multiples of 32"),
     "unknown format": (["--formats", "tflite"], "onnx, pte, ort; tflite is not one of them"),
     "no format": (["--formats", ","], "got nothing"),
-    "unknown precision": (["--precisions", "int8"], "fp32, fp16; int8 is not one of them"),
+    "unknown precision": (["--precisions", "int4"], "fp32, fp16, int8; int4 is not one of them"),
     "one unknown precision": (["--precisions", "fp32,bf16"], "bf16 is not one of them"),
     "unknown output": (["--output", "probs"], "--output takes logits or labels"),
     "unknown layout": (["--pte-layout", "nwhc"], "--pte-layout takes nchw or nhwc"),

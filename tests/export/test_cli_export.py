@@ -24,7 +24,7 @@ def test_default_export_end_to_end(tmp_path):
 
 def test_bad_options_are_clear_errors(tmp_path):
     cases = {("--formats", "tflite"): "--formats takes",
-             ("--precisions", "int8"): "--precisions takes",
+             ("--precisions", "int4"): "--precisions takes",
              ("--output", "probs"): "--output takes",
              ("--input-size", "100x100"): "multiples of 32"}
     for args, message in cases.items():
