@@ -225,7 +225,8 @@ def _export_ort(job: ExportJob) -> tuple[bytes, dict]:
     return data, {"onnx": onnx_export.describe(proto),          # the graph it was made from
                   "ort": {"onnxruntime": onnxruntime.__version__, "optimization": "extended",
                           "nodes": len(optimized.graph.node)},
-                  "operators": onnx_export.operator_histogram(optimized)}
+                  "operators": onnx_export.operator_histogram(optimized),
+                  **onnx_export.quantization_details(job)}
 
 
 ORT = register(Format(

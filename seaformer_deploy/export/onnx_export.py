@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import onnx
@@ -38,36 +37,43 @@ MOBILE_OPS = frozenset({
 
 def export_artifact(job: ExportJob) -> tuple[bytes, dict]:
     """The ONNX format's exporter (see ``formats``): the graph's bytes and manifest details."""
-    if job.precision == "int8":
-        return int8_artifact(job)
     proto = graph(job)
     return proto.SerializeToString(), {"onnx": describe(proto),
-                                       "operators": operator_histogram(proto)}
-
-
-def int8_artifact(job: ExportJob) -> tuple[bytes, dict]:
-    """The unit's FP32 graph in QDQ form, calibrated on the unit's own inputs (quantize.py)."""
-    import onnxruntime
-
-    fp32 = graph(replace(job, precision="fp32"))
-    keep = last_convolutions(fp32) if classifiers(job.unit.module) else []
-    data = qdq_quantized(fp32.SerializeToString(), job.unit.input_names, job.calibration, keep)
-    proto = onnx.load_from_string(data)
-    validate(proto, f"{job.unit.name} int8")
-    return data, {"onnx": describe(proto), "operators": operator_histogram(proto),
-                  "quantization": calibration_record(
-                      job.calibration, f"onnxruntime.quantization.quantize_static, QDQ "
-                                       f"(onnxruntime {onnxruntime.__version__})")}
+                                       "operators": operator_histogram(proto),
+                                       **quantization_details(job)}
 
 
 def graph(job: ExportJob) -> onnx.ModelProto:
-    """The job's graph: the unit's FP32 graph, or its FP16 conversion. The FP32 graph is traced
-    once per export for all formats that share a runtime form (``job.shared``)."""
+    """The job's graph: the unit's FP32 graph, its FP16 conversion, or its INT8 QDQ form. The
+    FP32 graph is traced once per export for all formats that share a runtime form
+    (``job.shared``)."""
     key = ("onnx-fp32", job.unit.name, job.fmt.runtime_rewrites)
     if key not in job.shared:
         job.shared[key] = export_onnx(job.unit, job.example)
     proto = job.shared[key]
-    return to_fp16(proto, keep_io_fp32=job.fp32_io) if job.precision == "fp16" else proto
+    if job.precision == "fp16":
+        return to_fp16(proto, keep_io_fp32=job.fp32_io)
+    return int8_graph(proto, job) if job.precision == "int8" else proto
+
+
+def int8_graph(fp32: onnx.ModelProto, job: ExportJob) -> onnx.ModelProto:
+    """``fp32`` in QDQ form, calibrated on the unit's own inputs (quantize.py)."""
+    keep = last_convolutions(fp32) if classifiers(job.unit.module) else []
+    data = qdq_quantized(fp32.SerializeToString(), job.unit.input_names, job.calibration, keep)
+    proto = onnx.load_from_string(data)
+    validate(proto, f"{job.unit.name} int8")
+    return proto
+
+
+def quantization_details(job: ExportJob) -> dict:
+    """The record's ``quantization`` block of an INT8 graph (none otherwise)."""
+    if job.precision != "int8":
+        return {}
+    import onnxruntime
+
+    return {"quantization": calibration_record(
+        job.calibration, f"onnxruntime.quantization.quantize_static, QDQ "
+                         f"(onnxruntime {onnxruntime.__version__})")}
 
 
 def export_onnx(unit: Unit, example: Sequence[torch.Tensor]) -> onnx.ModelProto:

@@ -93,3 +93,14 @@ def test_the_native_runner_benches_int8_with_device_parity(int8_export):
     assert {a.path for a in report.artifacts} == {f"{u}.int8.pte" for u in UNITS}
     assert all(a.parity is not None and a.parity.passed for a in report.artifacts)
     assert [c.precision for c in report.components] == ["int8"]
+
+
+def test_the_ort_format_of_int8_is_the_quantized_graph(tmp_path):
+    result = export(ExportOptions(model="seaformer-t", input_size=(64, 64), formats=("ort",),
+                                  precisions=("fp32", "int8"), components=False,
+                                  out_root=tmp_path))
+    arts = _by_path(result)
+    ops = arts["model.int8.ort"].operators        # ONNX Runtime may fuse QDQ into QLinear ops
+    assert any("QuantizeLinear" in op or op.startswith("QLinear") for op in ops), ops
+    assert arts["model.int8.ort"].bytes < 0.6 * arts["model.fp32.ort"].bytes
+    assert arts["model.int8.ort"].quantization["calibration"]["samples"] == 4
