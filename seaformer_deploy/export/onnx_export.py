@@ -19,7 +19,8 @@ from onnx import TensorProto
 
 from ..quiet import exporters_quieted
 from .formats import ExportJob
-from .quantize import calibration_record, classifiers, last_convolutions, qdq_quantized
+from .quantize import (QDQ_METHOD, calibration_record, classifiers, last_convolutions,
+                       qdq_quantized)
 from .units import Unit
 
 OPSET = 18
@@ -73,7 +74,7 @@ def quantization_details(job: ExportJob) -> dict:
 
     return {"quantization": calibration_record(
         job.calibration, f"onnxruntime.quantization.quantize_static, QDQ "
-                         f"(onnxruntime {onnxruntime.__version__})")}
+                         f"(onnxruntime {onnxruntime.__version__})", QDQ_METHOD)}
 
 
 def export_onnx(unit: Unit, example: Sequence[torch.Tensor]) -> onnx.ModelProto:

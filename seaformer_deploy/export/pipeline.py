@@ -280,7 +280,9 @@ def _export_jobs(staging: Path, jobs: list[tuple], env: dict, opts: ExportOption
     order = [i for indices in grouped.values() for i in indices]
     groups = [[(f"{jobs[i][0].name} {jobs[i][1]} {jobs[i][2]}", jobs[i]) for i in indices]
               for indices in grouped.values()]
-    costs = [len(g) * sum(1 for _ in g[0][1][0].module.modules()) for g in groups]
+    # A group's cost: its job count times its unit's module count (the size of what is traced).
+    costs = [len(indices) * sum(1 for _ in jobs[indices[0]][0].module.modules())
+             for indices in grouped.values()]
 
     def run(job: tuple) -> Artifact:
         unit, fmt, precision = job

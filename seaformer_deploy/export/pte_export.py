@@ -15,7 +15,7 @@ from ..errors import UserError
 from ..quiet import exporters_quieted
 from .formats import ExportJob
 from .pte_layout import NHWCInterface, inverse_transposes_cancelled, to_nhwc
-from .quantize import calibration_record, pt2e_quantized, torchao_version
+from .quantize import PT2E_METHOD, calibration_record, pt2e_quantized, torchao_version
 
 # Rows of ExecuTorch's delegation table that are bookkeeping, not operators.
 _NOT_OPERATORS = {"getitem", "Total"}
@@ -64,7 +64,7 @@ def export_artifact(job: ExportJob) -> tuple[bytes, dict]:
     elif job.precision == "int8":
         module = pt2e_quantized(module, example, batches)
         details["quantization"] = calibration_record(
-            batches, f"PT2E + XNNPACKQuantizer (torchao {torchao_version()})")
+            batches, f"PT2E + XNNPACKQuantizer (torchao {torchao_version()})", PT2E_METHOD)
     with inverse_transposes_cancelled() if job.nhwc else contextlib.nullcontext() as removed:
         data, stats = export_pte(module, example, job.fmt.partitioners)
     if job.nhwc:
