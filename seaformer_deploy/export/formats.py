@@ -103,6 +103,7 @@ class ExportJob:
     shared: dict = field(default_factory=dict, compare=False)   # reused across one export
     # INT8: the unit's FP32 inputs for every calibration sample (NCHW), one tuple per sample.
     calibration: tuple[tuple[torch.Tensor, ...], ...] = field(default=(), compare=False)
+    calibration_source: str = ""        # the manifest's words for where it came from
 
     @property
     def io_dtype(self) -> str:

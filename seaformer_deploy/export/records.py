@@ -188,6 +188,41 @@ class Component(Record):
 
 
 @dataclass
+class Int8Block(Record):
+    """One block quantized alone, everything else FP32 (export/sensitivity.py)."""
+
+    block: str
+    params: int
+    psnr_db: float
+    label_agreement: float         # % of pixels whose class is FP32's, on the sample images
+
+
+@dataclass
+class Int8Step(Record):
+    """The model with every block quantized except ``fp32_blocks`` (and the classifiers)."""
+
+    fp32_blocks: list[str]
+    psnr_db: float
+    label_agreement: float
+
+
+@dataclass
+class Int8Plan(Record):
+    """What stays FP32 in every INT8 artifact, and why: the manifest's ``int8``."""
+
+    fp32_blocks: list[str]                  # model-level module names, besides classifiers
+    chosen_by: str                          # none, keep_fp32 or int8_target_agreement
+    classifiers_fp32: list[str]
+    calibration: str                        # where the calibration images came from
+    target_agreement: float | None = optional()
+    steps: list[Int8Step] | None = optional()        # the greedy search, from the user's set
+    ranking: list[Int8Block] | None = optional()     # worst first
+    simulated: str | None = optional()      # how the ranking and the steps were measured
+    seconds: float | None = optional()
+    report: list[str] | None = optional()   # the sensitivity report's files in the folder
+
+
+@dataclass
 class Manifest(Record):
     """``manifest.json``: what was exported, from what, with which tools, how faithful."""
 
@@ -210,6 +245,7 @@ class Manifest(Record):
     chains: list[Chain]
     parity_passed: bool
     export_seconds: float
+    int8: Int8Plan | None = optional()      # exports with INT8 artifacts
 
     def artifact(self, path: str) -> Artifact:
         """The artifact whose file is ``path``; KeyError if the export has none."""

@@ -36,6 +36,7 @@ SCHEMA_OF = {
     rec.OrtForm: DEFS["artifact"]["properties"]["ort_forms"], rec.Model: TOP["model"],
     rec.Input: TOP["input"], rec.Output: TOP["output"], rec.Sample: TOP["samples"],
     rec.Component: TOP["components"], rec.TensorFile: TOP["tensors"],
+    rec.Int8Plan: TOP["int8"], rec.Int8Step: DEFS["int8_step"], rec.Int8Block: DEFS["int8_block"],
 }
 
 
