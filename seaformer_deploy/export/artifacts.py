@@ -7,6 +7,7 @@ with PyTorch FP32 eager on the original model; the component artifacts are also 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,17 +31,27 @@ if TYPE_CHECKING:
 REFERENCE = "PyTorch FP32 eager, original model (BatchNorm not folded)"
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """What INT8 artifacts are calibrated on: every named tensor of the FP32 chain for the
+    calibration images, and the manifest's words for where they came from."""
+
+    env: dict
+    source: str
+
+
 def export_artifact(staging: Path, unit: Unit, fmt: Format, precision: str, env: dict,
-                    opts: ExportOptions, shared: dict) -> Artifact:
+                    opts: ExportOptions, shared: dict, calibration: Calibration) -> Artifact:
     """Export, write and check ``unit`` as ``fmt`` in ``precision``; its manifest record.
     ``shared`` carries what the exporters reuse within one export."""
     started = time.perf_counter()
     nhwc = fmt.channels_last(opts.pte_layout)
-    calibration = (tuple(tuple(env[n][i:i + 1] for n in unit.input_names)
-                         for i in range(len(env[IMAGE])))
-                   if Precision(precision).quantized else ())
+    quantized = Precision(precision).quantized
+    cal = calibration.env
+    batches = (tuple(tuple(cal[n][i:i + 1] for n in unit.input_names)
+                     for i in range(len(cal[IMAGE]))) if quantized else ())
     job = ExportJob(unit, tuple(env[n][:1] for n in unit.input_names), precision, opts.fp32_io,
-                    nhwc, fmt, shared, calibration)
+                    nhwc, fmt, shared, batches, calibration.source if quantized else "")
     data, details = fmt.exporter(job)
     path = staging / fmt.file_name(unit.name, precision)
     _refuse_clash([path.name], _names(staging), f"the {fmt.name} artifact")

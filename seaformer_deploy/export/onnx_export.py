@@ -9,6 +9,7 @@ axes input), and ONNX Runtime Mobile runs it.
 
 from __future__ import annotations
 
+import ast
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,17 +51,26 @@ def graph(job: ExportJob) -> onnx.ModelProto:
     (``job.shared``)."""
     key = ("onnx-fp32", job.unit.name, job.fmt.runtime_rewrites)
     if key not in job.shared:
-        job.shared[key] = export_onnx(job.unit, job.example)
+        job.shared[key] = export_onnx(job.unit, job.example, scopes := {})
+        job.shared[key + ("scopes",)] = scopes
     proto = job.shared[key]
     if job.precision == "fp16":
         return to_fp16(proto, keep_io_fp32=job.fp32_io)
-    return int8_graph(proto, job) if job.precision == "int8" else proto
+    if job.precision == "int8":
+        return int8_graph(proto, job, job.shared[key + ("scopes",)])
+    return proto
 
 
-def int8_graph(fp32: onnx.ModelProto, job: ExportJob) -> onnx.ModelProto:
-    """``fp32`` in QDQ form, calibrated on the unit's own inputs (quantize.py)."""
+def int8_graph(fp32: onnx.ModelProto, job: ExportJob, scopes: dict[str, str]
+               ) -> onnx.ModelProto:
+    """``fp32`` in QDQ form, calibrated on the unit's own inputs (quantize.py). The classifier
+    and the nodes traced from ``job.unit.fp32_modules`` (``scopes``: node -> module) stay
+    FP32."""
     keep = last_convolutions(fp32) if classifiers(job.unit.module) else []
-    data = qdq_quantized(fp32.SerializeToString(), job.unit.input_names, job.calibration, keep)
+    keep += [node for node, module in scopes.items()
+             if any(f".{m}." in f".{module}." for m in job.unit.fp32_modules)]
+    data = qdq_quantized(fp32.SerializeToString(), job.unit.input_names, job.calibration,
+                         sorted(set(keep)))
     proto = onnx.load_from_string(data)
     validate(proto, f"{job.unit.name} int8")
     return proto
@@ -74,19 +84,37 @@ def quantization_details(job: ExportJob) -> dict:
 
     return {"quantization": calibration_record(
         job.calibration, f"onnxruntime.quantization.quantize_static, QDQ "
-                         f"(onnxruntime {onnxruntime.__version__})", QDQ_METHOD)}
+                         f"(onnxruntime {onnxruntime.__version__})", QDQ_METHOD,
+        job.calibration_source, classifiers(job.unit.module) + list(job.unit.fp32_modules))}
 
 
-def export_onnx(unit: Unit, example: Sequence[torch.Tensor]) -> onnx.ModelProto:
-    """Trace ``unit`` with static shapes and return a checked, simplified FP32 graph."""
+def export_onnx(unit: Unit, example: Sequence[torch.Tensor],
+                scopes: dict[str, str] | None = None) -> onnx.ModelProto:
+    """Trace ``unit`` with static shapes and return a checked, simplified FP32 graph. Fills
+    ``scopes`` with each node's module (its name inside ``unit.module``)."""
     with exporters_quieted():
         program = torch.onnx.export(capture(unit.module, example), (), dynamo=True,
                                     opset_version=OPSET, input_names=list(unit.input_names),
                                     output_names=list(unit.output_names), optimize=True,
                                     external_data=False, verbose=False)
+    if scopes is not None:
+        scopes.update(node_modules(program.model_proto))
     model = simplify(program.model_proto)
     validate(model, unit.name)
     return model
+
+
+def node_modules(model: onnx.ModelProto) -> dict[str, str]:
+    """Node name -> the innermost module it was traced from, read from the exporter's name
+    scopes (onnxsim drops the metadata but keeps node names, so it is read before)."""
+    found = {}
+    for node in model.graph.node:
+        props = {p.key: p.value for p in node.metadata_props}
+        # The scopes run from the root module ('') down to the innermost one, then name
+        # the operator itself: ['', 'inner', 'inner.backbone', ..., 'conv2d'].
+        if len(scopes := ast.literal_eval(props.get("pkg.torch.onnx.name_scopes", "[]"))) > 1:
+            found[node.name] = scopes[-2]
+    return found
 
 
 def capture(module: torch.nn.Module, example: Sequence[torch.Tensor]

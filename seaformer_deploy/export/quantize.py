@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -37,9 +37,11 @@ PT2E_METHOD = "activations: histogram observer; weights: min/max per channel"
 QDQ_METHOD = "activations: min/max; weights: min/max per channel"
 
 
-def calibration_record(batches: Batches, tool: str, method: str) -> dict:
-    """What the manifest records of a quantization: the scheme, the tool, and the calibration
-    set (its size, and a hash of the exact tensors the observers saw)."""
+def calibration_record(batches: Batches, tool: str, method: str, source: str,
+                       fp32_modules: Sequence[str]) -> dict:
+    """What the manifest records of a quantization: the scheme, the tool, the calibration set
+    (its size, and a hash of the exact tensors the observers saw) and the modules left FP32
+    (names inside the unit; the classifiers are always among them)."""
     digest = hashlib.sha256()
     for batch in batches:
         for t in batch:
@@ -47,30 +49,61 @@ def calibration_record(batches: Batches, tool: str, method: str) -> dict:
     return {"scheme": "static: INT8 weights per output channel (symmetric), INT8 activations "
                       "per tensor", "tool": tool,
             "calibration": {"samples": len(batches), "sha256": digest.hexdigest(),
-                            "source": "the export's sample images, through the FP32 model up "
-                                      "to this unit", "method": method}}
+                            "source": source, "method": method},
+            "fp32_modules": list(fp32_modules)}
 
 
-def pt2e_quantized(module: nn.Module, example: Sequence[torch.Tensor],
-                   batches: Batches) -> nn.Module:
+def pt2e_quantized(module: nn.Module, example: Sequence[torch.Tensor], batches: Batches,
+                   keep_fp32: Sequence[str] = (), only: str | None = None,
+                   traced: nn.Module | None = None) -> nn.Module:
     """``module`` with INT8 quantize / dequantize pairs, calibrated on ``batches``, ready for
-    torch.export and the XNNPACK partitioner."""
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer, get_symmetric_quantization_config)
+    torch.export and the XNNPACK partitioner. The classifiers and the modules named in
+    ``keep_fp32`` (names inside ``module``) stay FP32; with ``only``, nothing but that module
+    is quantized (the sensitivity analysis; weights and graph inputs carry no module and are
+    left to the operators that use them). ``traced``: ``module`` already captured by
+    ``capture`` (it is copied, not changed), to trace once for many quantizations."""
+    import copy
+
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    quantizer = XNNPACKQuantizer().set_global(
-        get_symmetric_quantization_config(is_per_channel=True))
-    keep = classifiers(module)
-    if keep:
-        quantizer.set_filter_function(lambda node: not _inside(node, keep))
+    keep = classifiers(module) + list(keep_fp32)
+    quantizer = _filtered_quantizer(
+        lambda node: not _inside(node, keep) and (only is None or _inside(node, [only])
+                                                    or not node.meta.get("nn_module_stack")))
     with exporters_quieted():
-        graph = torch.export.export(module, tuple(example), strict=False).module()
+        graph = copy.deepcopy(traced) if traced is not None else capture(module, example)
         prepared = prepare_pt2e(graph, quantizer)
         with torch.no_grad():
             for batch in batches:
                 prepared(*batch)
         return convert_pt2e(prepared)
+
+
+def _filtered_quantizer(keep: Callable[[object], bool]):
+    """ExecuTorch's XNNPACKQuantizer (per-channel symmetric weights, static activations) that
+    annotates only the nodes ``keep`` accepts. Its filter function alone is not enough: in
+    executorch 1.5.1 the concatenation annotator ignores it, so a block meant to stay FP32
+    still got INT8 quantize / dequantize pairs around every torch.cat."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer, get_symmetric_quantization_config)
+
+    class Filtered(XNNPACKQuantizer):
+        def annotate(self, model):
+            model = super().annotate(model)
+            for node in model.graph.nodes:
+                if node.target == torch.ops.aten.cat.default and not keep(node):
+                    node.meta.pop("quantization_annotation", None)
+            return model
+
+    quantizer = Filtered().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    quantizer.set_filter_function(keep)
+    return quantizer
+
+
+def capture(module: nn.Module, example: Sequence[torch.Tensor]) -> nn.Module:
+    """The graph PT2E quantizes: ``module`` traced by torch.export (non-strict)."""
+    with exporters_quieted():
+        return torch.export.export(module, tuple(example), strict=False).module()
 
 
 def classifiers(module: nn.Module) -> list[str]:
@@ -79,10 +112,11 @@ def classifiers(module: nn.Module) -> list[str]:
 
 
 def _inside(node, names: list[str]) -> bool:
-    """Whether a traced node comes from one of the modules ``names`` (or their children)."""
-    paths = [path for path, _ in (node.meta.get("nn_module_stack") or {}).values()]
-    return any(p == n or p.startswith(n + ".") or p.endswith("." + n) for p in paths
-               for n in names)
+    """Whether a traced node comes from one of the modules ``names`` (or their children). A
+    name matches anywhere in a module path, on dot boundaries: the exporters wrap the unit
+    (NHWC interface, casts), which prefixes every path."""
+    paths = [f".{path}." for path, _ in (node.meta.get("nn_module_stack") or {}).values()]
+    return any(f".{n}." in p for p in paths for n in names)
 
 
 def last_convolutions(model) -> list[str]:
