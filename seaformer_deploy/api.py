@@ -52,7 +52,8 @@ def export(model: str = DEFAULT_MODEL, *, progress: Progress | None = None,
             (``"logits"`` or ``"labels"``), out_root (default ``models``), parity_gate,
             fp32_io, rewrites, ort_forms, pte_layout (``"nhwc"`` or ``"nchw"``), seed,
             samples, extra_work, force, jobs (worker processes; default one per usable
-            core).
+            core); INT8: calibration (a folder of images), keep_fp32 (blocks left FP32,
+            e.g. ``("backbone.smb1",)``), int8_target_agreement (percent), int8_report.
 
     Returns:
         ExportResult: ``folder`` (the export folder), ``manifest`` (its manifest.json as a

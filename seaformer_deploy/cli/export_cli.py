@@ -62,6 +62,20 @@ def export_cmd(
     jobs: Annotated[int | None, typer.Option(
         help="Worker processes exporting units side by side (default: one per usable CPU "
              "core; 1 exports in this process).")] = None,
+    calibration: Annotated[Path | None, typer.Option(
+        help="INT8: a folder of calibration images (any size; default: the sample images).")
+    ] = None,
+    keep_fp32: Annotated[str, typer.Option(
+        help="INT8: comma-separated blocks (module names, e.g. backbone.smb1) left in FP32 in "
+             "every INT8 artifact.")] = "",
+    int8_target_agreement: Annotated[float | None, typer.Option(
+        help="INT8: leave the most sensitive blocks in FP32 until the label agreement with "
+             "FP32 on the sample images reaches this many percent (measured block by block).")
+    ] = None,
+    int8_report: Annotated[bool, typer.Option(
+        "--int8-report", help="INT8: rank every block by the accuracy its quantization costs "
+                              "(int8_sensitivity.json, .md, .png in the export folder).")
+    ] = False,
 ) -> None:
     """Export ONNX and ExecuTorch artifacts (FP32/FP16, model and components) with a parity gate."""
     try:
@@ -77,7 +91,9 @@ def export_cmd(
             output=output.strip().lower(), out_root=out, parity_gate=parity_gate,
             fp32_io=fp32_io, rewrites=rewrites, ort_forms=ort_forms,
             pte_layout=pte_layout.strip().lower(), seed=seed, extra_work=extra_work,
-            force=force, jobs=jobs)
+            force=force, jobs=jobs, calibration=calibration,
+            keep_fp32=tuple(dict.fromkeys(n.strip() for n in keep_fp32.split(",") if n.strip())),
+            int8_target_agreement=int8_target_agreement, int8_report=int8_report)
         try:
             result = run_with_progress(lambda p: export(name, progress=p, **options),
                                        "exporting")

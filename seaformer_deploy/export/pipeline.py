@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,10 +26,14 @@ from ..models.complexity import count_params
 from ..models.components import IMAGE
 from . import formats as fmts
 from . import manifest as mf
-from .artifacts import chain_parity, export_artifact
+from . import int8
+from .artifacts import Calibration, chain_parity, export_artifact
+from .calibration import image_files, load_images, unit_inputs
+from .calibration import source as calibration_source
 from .fold import fold_batchnorm
 from .precision import Precision
 from .records import Artifact, Component, Input, Manifest, Model, Output, Sample, TensorFile
+from .sensitivity import check_blocks, check_target, unit_modules
 from .layouts import ambiguous
 from .guard import InterruptGuard, Progress, check_out_root, removed_if_left_empty
 from .rewrites import deploy_form, runtime_form
@@ -73,6 +77,13 @@ class ExportOptions:
     extra_work: int = _option(0, keyed=True)   # identity convs on the logits (gate validation)
     force: bool = False
     jobs: int | None = None               # worker processes (None: one per usable core)
+    # INT8 (export/sensitivity.py): blocks left FP32, a label agreement that picks them, the
+    # sensitivity report, and a folder of calibration images (keyed by the images' hash).
+    # The manifest's ``int8`` records what they chose.
+    keep_fp32: tuple[str, ...] = _option((), keyed=True)
+    int8_target_agreement: float | None = _option(None, keyed=True)
+    int8_report: bool = _option(False, keyed=True)
+    calibration: Path | None = None
 
     def recorded(self) -> dict:
         """The manifest's ``options``: the fields marked ``recorded``, as JSON values."""
@@ -131,8 +142,10 @@ def export(opts: ExportOptions, progress: Progress | None = None) -> ExportResul
     size = check(opts)
     spec = get_spec(opts.model)
     images = sample_batch(*size, count=opts.samples)
+    cal_images = (load_images(image_files(Path(opts.calibration)), size)
+                  if opts.calibration is not None else None)
     folder = opts.folder(size)
-    key = mf.cache_key(_identity(opts, size, images))
+    key = mf.cache_key(_identity(opts, size, images, cal_images))
     if not opts.force:
         cached = mf.load(folder)
         if cached and cached.cache_key == key and mf.artifacts_intact(folder, cached):
@@ -144,14 +157,15 @@ def export(opts: ExportOptions, progress: Progress | None = None) -> ExportResul
         model, weights = _load(opts, spec.name, images)
         with mf.StagingDir(folder) as staging:
             manifest = _export_into(staging.path, model, weights, opts, size, images, key,
-                                    interrupts.checked(progress))
+                                    interrupts.checked(progress), cal_images)
             manifest.export_seconds = round(time.perf_counter() - started, 2)
             mf.write(staging.path, manifest)
             if opts.parity_gate and not manifest.parity_passed:
                 raise ParityError(manifest)
             interrupts.commit(staging)
     return ExportResult(folder, manifest, cached=False,
-                        warnings=delegation_warnings(manifest) + layout_warnings(manifest))
+                        warnings=delegation_warnings(manifest) + layout_warnings(manifest)
+                        + int8.target_warnings(manifest))
 
 
 def check(opts: ExportOptions) -> tuple[int, int]:
@@ -161,6 +175,7 @@ def check(opts: ExportOptions) -> tuple[int, int]:
     probe = build_skeleton(get_spec(opts.model).name)
     size = opts.input_size or probe.default_input_size
     probe.check_input_size(*size)
+    check_blocks(probe, opts.keep_fp32)
     check_out_root(opts.out_root, opts.folder(size))
     return size
 
@@ -190,18 +205,34 @@ def _check_options(opts: ExportOptions) -> None:
         raise OptionError(f"{option('samples')} takes 1..{len(SAMPLE_NAMES)}, got {opts.samples}.")
     if not 0 <= opts.seed < 2**63:
         raise OptionError(f"{option('seed')} takes an integer from 0 to 2**63 - 1, got {opts.seed}.")
+    _check_int8_options(opts)
     check_num_classes(opts.num_classes)
     if opts.checkpoint is not None:     # its sha256 goes into the cache key: check it first
         check_checkpoint_file(Path(opts.checkpoint))
 
 
-def _identity(opts: ExportOptions, size: tuple[int, int], images: torch.Tensor) -> dict:
+def _check_int8_options(opts: ExportOptions) -> None:
+    given = [f for f in ("keep_fp32", "int8_target_agreement", "int8_report", "calibration")
+             if getattr(opts, f) not in ((), None, False)]
+    if given and Precision.INT8.value not in opts.precisions:
+        raise OptionError(f"{option(given[0])} applies to INT8 artifacts, and none is exported; "
+                          f"add int8 to {option('precisions')} (e.g. {option('precisions')} "
+                          f"fp32,int8).", field=given[0])
+    check_target(opts.int8_target_agreement)
+    if opts.calibration is not None:
+        image_files(Path(opts.calibration))
+
+
+def _identity(opts: ExportOptions, size: tuple[int, int], images: torch.Tensor,
+              cal_images: torch.Tensor | None) -> dict:
     """Everything the artifacts' bytes and checks depend on: the cache key's input."""
     weights = (f"checkpoint:{sha256_file(opts.checkpoint)}" if opts.checkpoint is not None
                else f"synthetic:seed={opts.seed}")
+    calibration = (mf.sha256_bytes(cal_images.numpy().tobytes()) if cal_images is not None
+                   else "samples")
     return {"model": get_spec(opts.model).name, "weights": weights, "size": list(size),
             **opts.keyed(), "samples": mf.sha256_bytes(images.numpy().tobytes()),
-            "tools": mf.tool_versions()}
+            "calibration": calibration, "tools": mf.tool_versions()}
 
 
 def _load(opts: ExportOptions, name: str, images: torch.Tensor) -> tuple[SegmentationModel, dict]:
@@ -220,20 +251,28 @@ def _load(opts: ExportOptions, name: str, images: torch.Tensor) -> tuple[Segment
 
 def _export_into(staging: Path, model: SegmentationModel, weights: dict, opts: ExportOptions,
                  size: tuple[int, int], images: torch.Tensor, key: str,
-                 progress: Progress | None) -> Manifest:
+                 progress: Progress | None, cal_images: torch.Tensor | None) -> Manifest:
     env = reference_tensors(model, images, opts.output, size)
     tensors = _write_tensors(staging, env, opts)
     deploy = fold_batchnorm(model)
     applied = deploy_form(deploy, images[:1]) if opts.rewrites else []
+    cal = Calibration(env if cal_images is None else
+                      unit_inputs(model, cal_images, opts.output, size),
+                      calibration_source(opts.calibration,
+                                         len(images if cal_images is None else cal_images)))
+    plan = int8.plan(staging, deploy, opts, images, cal, size, progress)
     per_format = {}                # format -> (its units, the rewrites for its runtime only)
     for fmt in opts.formats:
         form = copy.deepcopy(deploy)
         extra = runtime_form(form, images[:1], fmt) if opts.rewrites else []
-        per_format[fmt] = (build_units(form, opts.output, size, opts.components,
-                                       opts.extra_work), extra)
+        units = build_units(form, opts.output, size, opts.components, opts.extra_work)
+        if plan:
+            units = [replace(u, fp32_modules=unit_modules(form, u.module, plan.fp32_blocks))
+                     for u in units]
+        per_format[fmt] = (units, extra)
     units = per_format[opts.formats[0]][0]          # names and shapes agree across formats
     jobs = [(u, f, p) for f in opts.formats for u in per_format[f][0] for p in opts.precisions]
-    artifacts = _export_jobs(staging, jobs, env, opts, progress)
+    artifacts = _export_jobs(staging, jobs, env, opts, progress, cal)
     chains = []
     if opts.components:
         if progress:
@@ -262,13 +301,13 @@ def _export_into(staging: Path, model: SegmentationModel, weights: dict, opts: E
         options=opts.recorded(), tools=mf.tool_versions(), cache_key=key,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         command=mf.command_line(), tensors=tensors, artifacts=artifacts, chains=chains,
-        parity_passed=False, export_seconds=0.0)
+        parity_passed=False, export_seconds=0.0, int8=plan)
     manifest.parity_passed = all(check.passed for check in manifest.checks())
     return manifest
 
 
 def _export_jobs(staging: Path, jobs: list[tuple], env: dict, opts: ExportOptions,
-                 progress: Progress | None) -> list[Artifact]:
+                 progress: Progress | None, cal: Calibration) -> list[Artifact]:
     """Every (unit, format, precision) job's artifact, in the order of ``jobs``. The precisions
     of one unit and format run in one worker process (FP16 ONNX converts the FP32 graph), and
     with --ort-forms all of a unit's jobs (so the check that no two outputs share a name sees
@@ -286,7 +325,7 @@ def _export_jobs(staging: Path, jobs: list[tuple], env: dict, opts: ExportOption
 
     def run(job: tuple) -> Artifact:
         unit, fmt, precision = job
-        return export_artifact(staging, unit, fmts.get(fmt), precision, env, opts, shared)
+        return export_artifact(staging, unit, fmts.get(fmt), precision, env, opts, shared, cal)
 
     done = run_jobs(groups, run, opts.jobs or usable_cores(), progress, costs)
     artifacts: list[Artifact] = [None] * len(jobs)
