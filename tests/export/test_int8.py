@@ -54,6 +54,9 @@ def test_the_onnx_is_qdq_with_an_fp32_classifier(int8_export):
     art = _by_path(int8_export)["model.int8.onnx"]
     assert art.operators["QuantizeLinear"] > 0 and art.operators["DequantizeLinear"] > 0
     graph = onnx.load(int8_export.folder / art.path).graph
+    zero_points = {i.name: i.data_type for i in graph.initializer}
+    activations = {zero_points[n.input[2]] for n in graph.node if n.op_type == "QuantizeLinear"}
+    assert activations == {onnx.TensorProto.UINT8}          # U8S8: ORT's fast x86 kernels
     producer = {o: n for n in graph.node for o in n.output}
     last = producer[graph.output[0].name]
     while last.op_type != "Conv":
