@@ -8,6 +8,8 @@ On one pinned core with one thread, in interleaved rounds, for one model and inp
   ours.onnx     our ONNX artifact (folded, deploy-form rewrites), same ONNX Runtime settings
   naive.pte     the reference model folded and lowered to XNNPACK, no rewrites, NCHW I/O
   ours.pte      our .pte artifact (deploy form, channels-last I/O), in the native runner
+  int8.onnx     our INT8 ONNX artifact (QDQ), same ONNX Runtime settings
+  int8.pte      our INT8 .pte artifact (PT2E, XNNPACK), in the native runner
   floor         model FLOPs / single-core SGEMM throughput measured in this run (the best of
                 XNNPACK's GEMM, through the native runner, and NumPy's BLAS)
 
@@ -113,6 +115,15 @@ def eager_block(model: torch.nn.Module, image: torch.Tensor, n: int) -> list[flo
     return out
 
 
+def int8_parity(manifest) -> dict[str, dict]:
+    """The INT8 whole-model artifacts' parity with PyTorch FP32, as the export measured it."""
+    out = {}
+    for name in ("model.int8.onnx", "model.int8.pte"):
+        worst = manifest.artifact(name).parity.worst
+        out[name] = {"psnr_db": worst.psnr_db, "label_agreement": worst.label_agreement}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="seaformer-t")
@@ -127,7 +138,8 @@ def main() -> None:
     core = bench_core()
     common = dict(model=args.model, input_size=(h, w), out_root=args.models_dir,
                   precisions=("fp32",), components=False)
-    ours = export(ExportOptions(**common, formats=("onnx", "pte")))
+    ours = export(ExportOptions(**{**common, "precisions": ("fp32", "int8")},
+                                formats=("onnx", "pte")))
     naive = export(ExportOptions(**common, formats=("pte",), rewrites=False, pte_layout="nchw"))
     reference = synthetic_model(args.model, (h, w))          # the same weights as the exports
     image = sample_batch(h, w, 1)
@@ -143,11 +155,13 @@ def main() -> None:
         block = Protocol(core=core, warmup_iterations=10, warmup_seconds=0.5,
                          iterations=args.iterations, min_seconds=0.0, rounds=1)
         onnx_models = [PlannedModel("official", str(official), inputs),
-                       PlannedModel("ours.onnx", str(ours.folder / "model.fp32.onnx"), inputs)]
+                       PlannedModel("ours.onnx", str(ours.folder / "model.fp32.onnx"), inputs),
+                       PlannedModel("int8.onnx", str(ours.folder / "model.int8.onnx"), inputs)]
         pte = ours.manifest.artifact("model.fp32.pte")
         ours_inputs = (str(ours.folder / pte.inputs[0].file),)   # channels-last bytes
         pte_models = [PlannedModel("naive.pte", str(naive.folder / "model.fp32.pte"), inputs),
-                      PlannedModel("ours.pte", str(ours.folder / "model.fp32.pte"), ours_inputs)]
+                      PlannedModel("ours.pte", str(ours.folder / "model.fp32.pte"), ours_inputs),
+                      PlannedModel("int8.pte", str(ours.folder / "model.int8.pte"), ours_inputs)]
         samples: dict[str, list[float]] = {}
         eager_block(reference, image, 10)                      # warm-up
         for r in range(args.rounds):
@@ -171,7 +185,11 @@ def main() -> None:
         "ratios": {"official_over_best": medians["official"] / best,
                    "naive_over_ours_pte": medians["naive.pte"] / medians["ours.pte"],
                    "ours_onnx_over_ours_pte": medians["ours.onnx"] / medians["ours.pte"],
-                   "ours_pte_over_floor": medians["ours.pte"] / medians["floor"]},
+                   "ours_pte_over_floor": medians["ours.pte"] / medians["floor"],
+                   "ours_pte_over_int8_pte": medians["ours.pte"] / medians["int8.pte"],
+                   "ours_onnx_over_int8_onnx": medians["ours.onnx"] / medians["int8.onnx"],
+                   "official_over_int8_pte": medians["official"] / medians["int8.pte"]},
+        "int8_parity": int8_parity(ours.manifest),
         "ours_pte_delegation": {"partitions": pte.executorch["partitions"],
                                 "outside": pte.non_delegated_ops()},
         "naive_pte_partitions": naive.manifest.artifacts[0].executorch["partitions"],
@@ -179,13 +197,17 @@ def main() -> None:
     }
     print(f"\n{args.model} {h}x{w} FP32, cpu{core}, 1 thread, {args.rounds} rounds x "
           f"{args.iterations} iterations ({flop / 1e9:.3f} GFLOP; SGEMM peak {peak:.0f} GFLOP/s)")
-    for name in ("eager", "official", "ours.onnx", "naive.pte", "ours.pte", "floor"):
+    for name in ("eager", "official", "ours.onnx", "naive.pte", "ours.pte", "int8.onnx",
+                 "int8.pte", "floor"):
         print(f"  {name:10s} {medians[name]:8.3f} ms")
     for name, value in result["ratios"].items():
         print(f"  {name:26s} {value:6.2f}x")
     print(f"  ours.pte: {pte.executorch['partitions']} XNNPACK partition(s), outside: "
           f"{pte.non_delegated_ops() or 'nothing'}; naive.pte: "
           f"{result['naive_pte_partitions']} partitions")
+    for name, check in result["int8_parity"].items():
+        print(f"  {name}: {check['psnr_db']:.1f} dB, labels {check['label_agreement']:.2f} % "
+              f"vs PyTorch FP32 on the sample images")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
 
