@@ -17,7 +17,7 @@ from seaformer_deploy.export.pipeline import ExportOptions, check, export
 from seaformer_deploy.export.quantize import pt2e_quantized
 from seaformer_deploy.export.samples import sample_batch
 from seaformer_deploy.export.sensitivity import blocks
-from seaformer_deploy.export.weights import synthetic_model
+from seaformer_deploy.models.registry import build, build_skeleton
 
 SIZE = (64, 64)
 TARGET = 95.0       # three steps of the search at 64x64 (seeded SeaFormer-T): 80, 93, 95 %
@@ -63,7 +63,7 @@ def test_the_search_starts_from_the_named_blocks_and_adds_the_worst_ranked(mixed
     assert agreements == sorted(agreements)                       # worst first
     model = mixed.manifest.model
     assert {b.block for b in plan.ranking} == set(
-        blocks(synthetic_model(model.name, SIZE))) - {"decode_head.conv_seg"}
+        blocks(build_skeleton(model.name))) - {"decode_head.conv_seg"}
 
 
 def test_every_artifact_records_its_fp32_modules_under_its_own_names(mixed):
@@ -120,7 +120,7 @@ def test_a_kept_block_has_no_quantized_operator_in_the_pte_graph():
     """PT2E: nothing inside a kept block is quantized, torch.cat included (ExecuTorch's
     concatenation annotator ignores the quantizer's filter; quantize.py closes that)."""
     images = sample_batch(*SIZE, count=2)
-    model = fold_batchnorm(synthetic_model("seaformer-t", SIZE)).eval()
+    model = fold_batchnorm(build("seaformer-t")).eval()      # random weights: a test of structure
     batches = [(images[i:i + 1],) for i in range(2)]
     for keep in (["backbone.trans1"], ["backbone.smb1", "decode_head.fuse1"]):
         graph = pt2e_quantized(model, (images[:1],), batches, keep)
