@@ -49,10 +49,12 @@ class Precision(StrEnum):
 # no pixel's top two logits lie within 1 % of the logits' range, and white noise at 30 dB on the
 # first stage's output flips only 0.5 % of labels) but the seeded first stage: its random 3x3
 # filters raise the image's 8-bit rounding noise from 46.6 dB to 31.0 dB at its output, and all
-# of it in INT8 leaves 21 dB there. The bounds sit between that and broken calibration: on noise
-# images the model measures 32.8 dB and 25.7 %, below both.
+# of it in INT8 leaves 21 dB there. At 512 px: logits 49.6-51.1 dB and 82-87 % labels, the
+# context branch's features 34.6-35.4 dB. The bounds sit between those and broken calibration:
+# on noise images the model's logits measure 32.8 dB and 25.7 % labels (caught by the labels),
+# and on smooth-noise images the 64 px context branch's features 29.7 dB (caught by the PSNR).
 # FP16 rounds every activation to 11 significant bits: 30 dB keeps the RMS error of the logits
 # within ~3 % of their range, and 99.5 % of labels must survive; FP32 differs from PyTorch only in summation order.
 _THRESHOLDS = {Precision.FP32: {"psnr_db": 60.0, "label_agreement": 99.99},
                Precision.FP16: {"psnr_db": 30.0, "label_agreement": 99.5},
-               Precision.INT8: {"psnr_db": 34.0, "label_agreement": 75.0}}
+               Precision.INT8: {"psnr_db": 32.0, "label_agreement": 75.0}}

@@ -44,7 +44,7 @@ def mixed(tmp_path_factory):
                          int8_target_agreement=TARGET, int8_report=True,
                          calibration=_calibration_folder(root / "cal"),
                          # calibrated on these smooth-noise images, the context branch's INT8
-                         # features miss the 34 dB gate (29.7 dB): the gate catches a set unlike
+                         # features miss the 32 dB gate (29.7 dB): the gate catches a set unlike
                          # the inputs. These tests are about what stays FP32, not the gate.
                          parity_gate=False)
     return export(opts)
