@@ -52,8 +52,10 @@ def scores(matrix: np.ndarray) -> Scores:
 
 
 def _mean(values: np.ndarray) -> float:
-    defined = values[~np.isnan(values)]
-    return 100.0 * float(defined.mean()) if defined.size else float("nan")
+    """mmseg's ``np.nanmean`` (the same summation, so the same last bit); NaN if none."""
+    if np.isnan(values).all():
+        return float("nan")
+    return 100.0 * float(np.nanmean(values))
 
 
 def _listed(values: np.ndarray) -> list[float | None]:

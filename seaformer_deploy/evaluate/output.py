@@ -116,13 +116,13 @@ def markdown(doc: dict) -> str:
     key = "labels" if data["labels"] else "vs_fp32"
     shown = [r for r in doc["results"] if r[key]]
     if shown:
-        names = ex["class_names"] or [str(i) for i in range(ex["num_classes"])]
+        names = ex["class_names"] or [""] * ex["num_classes"]
         lines += [f"## IoU per class ({'vs labels' if key == 'labels' else 'vs PyTorch FP32'},"
                   f" %; - : absent from truth and prediction)", "",
                   "| class | " + " | ".join(r["name"] for r in shown) + " |",
                   "| --- |" + " ---: |" * len(shown)]
         for c, name in enumerate(names):
-            lines.append(f"| {c} {name} | " + " | ".join(_pct(r[key]["iou"][c]) for r in shown)
+            lines.append(f"| {f'{c} {name}'.strip()} | " + " | ".join(_pct(r[key]["iou"][c]) for r in shown)
                          + " |")
     return "\n".join(lines) + "\n"
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import OptionError, option
+from ..export import manifest as mf
 from ..export.records import Manifest, TensorFile
 from ..models import SegmentationModel, create
 from ..models.checkpoint import sha256_file
@@ -101,6 +102,10 @@ def _check(model: SegmentationModel, manifest: Manifest, folder: Path) -> str:
 
 def _tensor(folder: Path, manifest: Manifest, name: str, dtype: str) -> np.ndarray:
     record = _record(manifest, name, dtype)
+    if mf.sha256_path(Path(folder) / record.path) != record.sha256:
+        raise OptionError(f"{folder / record.path} differs from the sha256 its manifest "
+                          f"records: re-export it with `seaformer-deploy export --force`.",
+                          field="artifacts")
     data = np.fromfile(Path(folder) / record.path, dtype=np.dtype(dtype).newbyteorder("<"))
     return data.reshape(record.shape).astype(dtype)
 
