@@ -76,6 +76,36 @@ def write_pairs(root: Path, seed: int = 2, classes: int = 150) -> tuple[Path, Pa
     return root / "images", root / "labels"
 
 
+def mmseg_metrics(truths, preds, classes: int) -> dict:
+    """mmseg's IoUMetric in plain NumPy: intersect_and_union per image, summed over the
+    images, then its formulas (``np.nanmean``), in percent."""
+    inter, union, area_truth = np.zeros(classes), np.zeros(classes), np.zeros(classes)
+    for truth, pred in zip(truths, preds):
+        keep = truth != 255
+        t, p = truth[keep], pred[keep]
+        for c in range(classes):
+            inter[c] += np.sum((t == c) & (p == c))
+            union[c] += np.sum((t == c) | (p == c))
+            area_truth[c] += np.sum(t == c)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou, acc = inter / union, inter / area_truth
+    return {"miou": 100.0 * float(np.nanmean(iou)),
+            "iou": [None if np.isnan(v) else 100.0 * float(v) for v in iou],
+            "accuracy": [None if np.isnan(v) else 100.0 * float(v) for v in acc],
+            "pixel_accuracy": 100.0 * float(inter.sum() / area_truth.sum()),
+            "mean_accuracy": 100.0 * float(np.nanmean(acc)), "pixels": int(area_truth.sum())}
+
+
+@pytest.fixture(scope="session")
+def reference_metrics():
+    return mmseg_metrics
+
+
+@pytest.fixture(scope="session")
+def make_ade():
+    return write_ade
+
+
 @pytest.fixture
 def ade(tmp_path) -> Path:
     return write_ade(tmp_path / "ade")

@@ -1,4 +1,5 @@
-"""The metrics against a plain per-class reference, written as mmseg's IoUMetric computes them."""
+"""The metrics against a plain per-class reference, written as mmseg's IoUMetric computes them
+(conftest.mmseg_metrics)."""
 
 from __future__ import annotations
 
@@ -9,24 +10,7 @@ import numpy as np
 from seaformer_deploy.evaluate.metrics import confusion, scores
 
 
-def reference(truths, preds, classes):
-    """mmseg's intersect_and_union per image, summed; then its formulas (np.nanmean)."""
-    inter, union, area_truth = np.zeros(classes), np.zeros(classes), np.zeros(classes)
-    for truth, pred in zip(truths, preds):
-        keep = truth != 255
-        t, p = truth[keep], pred[keep]
-        for c in range(classes):
-            inter[c] += np.sum((t == c) & (p == c))
-            union[c] += np.sum((t == c) | (p == c))
-            area_truth[c] += np.sum(t == c)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou, acc = inter / union, inter / area_truth
-    return {"miou": 100.0 * float(np.nanmean(iou)), "iou": iou, "acc": acc,
-            "pixel_accuracy": 100.0 * float(inter.sum() / area_truth.sum()),
-            "mean_accuracy": 100.0 * float(np.nanmean(acc))}
-
-
-def test_scores_equal_the_reference_exactly():
+def test_scores_equal_the_reference_exactly(reference_metrics):
     rng = np.random.default_rng(7)
     classes = 12
     truths = [rng.integers(0, classes - 2, (20, 30)) for _ in range(3)]   # 10, 11 never true
@@ -35,10 +19,9 @@ def test_scores_equal_the_reference_exactly():
     preds = [np.where(rng.random(t.shape) < 0.6, np.where(t == 255, 0, t),
                       rng.integers(0, classes - 1, t.shape)) for t in truths]  # 11 never either
     matrix = sum(confusion(t, p, classes) for t, p in zip(truths, preds))
-    got, want = scores(matrix), reference(truths, preds, classes)
-    assert got.miou == want["miou"] and got.pixel_accuracy == want["pixel_accuracy"]
-    assert got.mean_accuracy == want["mean_accuracy"]
-    assert got.iou == [None if math.isnan(v) else 100.0 * v for v in want["iou"]]
+    got, want = scores(matrix).to_dict(), reference_metrics(truths, preds, classes)
+    assert got == want                                    # every number, to the last bit
+    got = scores(matrix)
     assert got.iou[11] is None and got.iou[10] == 0.0     # predicted, never true: IoU 0
     assert got.accuracy[10] is None
     assert got.pixels == sum(int((t != 255).sum()) for t in truths)
