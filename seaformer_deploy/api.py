@@ -258,7 +258,8 @@ def evaluate(artifacts: str | Path, *, progress: Progress | None = None,
 
     opts = build_options(EvaluateOptions, options, artifacts=Path(artifacts))
     folder = Path(opts.out) if opts.out is not None else output.default_folder(opts.artifacts)
-    check_writable_folder(folder.parent, option("out"))
+    check_writable_folder(folder, option("out"))
+    output.check_replaceable(folder)
     result = run_evaluate(opts, progress)
     doc = output.document(result)
     return EvaluateOutcome(result, doc, output.write(result, doc, folder))

@@ -27,7 +27,8 @@ PROCEDURE = {
                     "antialiasing (cv2 INTER_LINEAR, as mmcv.imresize), rounded to uint8",
     "normalization": "the export's manifest input.normalization: (x - mean) / std",
     "logits_resize": "bilinear, align_corners=False, to the label's size, then argmax; an "
-                     "export of labels: nearest-neighbour to the label's size",
+                     "export of labels (PyTorch FP32 too, then): labels at the export size, "
+                     "nearest-neighbour to the label's size",
     "ignore_index": 255,
     "metrics": "one confusion matrix per model over all images; IoU = TP / (TP + FP + FN) "
                "per class, NaN (null) for a class absent from truth and prediction and left "
@@ -38,6 +39,17 @@ PROCEDURE = {
 
 def default_folder(export_folder: Path) -> Path:
     return Path("evaluations") / Path(export_folder).resolve().name
+
+
+def check_replaceable(folder: Path) -> None:
+    """The output folder is replaced whole: it must be new, empty or an earlier evaluation,
+    never a folder of other files (``--out .`` must not delete the working directory)."""
+    from ..errors import OptionError, option
+
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / JSON).is_file():
+        raise OptionError(f"{option('out')} {folder} holds files of its own and no {JSON}: "
+                          f"evaluate replaces its output folder whole, so pass a new folder "
+                          f"(or an earlier evaluation's).", field="out")
 
 
 def document(ev: Evaluation) -> dict:

@@ -9,7 +9,8 @@ logits bilinearly back to the label's size before the argmax. An artifact takes 
   3. run on the artifact's host runtime, in its input dtype and layout;
   4. its logits resized bilinearly (align_corners=False, as every head of these families) to
      the label's size, then argmax. An export of ``--output labels`` returns labels at the
-     export size already: those are resized nearest-neighbour instead.
+     export size already: those are resized nearest-neighbour instead, and so are PyTorch
+     FP32's, computed the same way.
 """
 
 from __future__ import annotations
@@ -100,12 +101,18 @@ class ArtifactModel:
 
 @dataclass
 class TorchModel:
-    """The PyTorch FP32 model (eval mode); it returns logits whatever the export's output."""
+    """The PyTorch FP32 model (eval mode), with the export's output mode: for an export of
+    labels it returns the labels at the export size (export/units.py), as its artifacts do,
+    so that the comparison with FP32 measures the artifacts, not the post-processing."""
 
     module: torch.nn.Module
-    kind: str = "logits"
+    kind: str = "logits"                   # the manifest's output mode: logits or labels
 
     def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
+        from ..export.units import to_labels
+
         with torch.no_grad():
-            logits = self.module(torch.from_numpy(batch)).numpy()
-        return [logits[i:i + 1] for i in range(len(batch))]
+            out = self.module(torch.from_numpy(batch))
+            if self.kind == "labels":
+                out = to_labels(out, tuple(batch.shape[-2:]))
+        return [out[i:i + 1].numpy() for i in range(len(batch))]

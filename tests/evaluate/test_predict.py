@@ -54,3 +54,15 @@ def test_logits_go_back_bilinearly_and_labels_by_nearest():
     labels = np.arange(12).reshape(1, 3, 4)
     up = predict.to_labels(labels, "labels", (6, 8))
     assert np.array_equal(up, np.repeat(np.repeat(labels[0], 2, 0), 2, 1))
+
+
+def test_fp32_follows_the_exports_output_mode():
+    """An export of labels: FP32's labels are made at the export size, as its artifacts'."""
+    torch.manual_seed(0)
+    net = torch.nn.Conv2d(3, 5, 8, stride=8).eval()
+    batch = np.random.default_rng(3).standard_normal((2, 3, 32, 48)).astype(np.float32)
+    logits = predict.TorchModel(net)(batch)
+    labels = predict.TorchModel(net, "labels")(batch)
+    assert [x.shape for x in logits] == [(1, 5, 4, 6)] * 2
+    assert [x.shape for x in labels] == [(1, 32, 48)] * 2
+    assert np.array_equal(labels[1][0], predict.to_labels(logits[1], "logits", (32, 48)))

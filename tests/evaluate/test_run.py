@@ -175,3 +175,15 @@ def test_selection_takes_whole_models_and_their_ort_forms(eval_export):
                                           r"model.fp32.onnx, model.fp32.pte") as caught:
         run.select(manifest, ("model.fp16.*",))
     assert caught.value.field == "artifact"
+
+
+def test_an_output_folder_of_other_files_is_not_replaced(eval_export, ade, tmp_path):
+    keep = tmp_path / "mine"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("mine")
+    with pytest.raises(OptionError, match="holds files of its own and no evaluation") as caught:
+        sd.evaluate(eval_export.folder, data=ade, out=keep)
+    assert caught.value.field == "out" and (keep / "notes.txt").read_text() == "mine"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="is a file, not a folder"):
+        sd.evaluate(eval_export.folder, data=ade, out=tmp_path / "file")
