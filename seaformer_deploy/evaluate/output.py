@@ -69,11 +69,21 @@ def document(ev: Evaluation) -> dict:
                     "reduce_zero_label": data.reduce_zero_label, "ignore_index": 255,
                     "count": len(data.pairs), "found": data.total,
                     "sha256": _digest(ev.files), "files": ev.files},
+        "options": _options(ev),
         "procedure": PROCEDURE,
         "reference": {"name": FP32, **ev.reference},
         "results": [_result(r) for r in ev.results],
         "tools": mf.tool_versions(),
     }
+
+
+def _options(ev: Evaluation) -> dict:
+    """What selected the artifacts and images (the dataset's own record says where)."""
+    opts = ev.options
+    if opts is None:
+        return {}
+    return {"artifact": list(opts.artifact), "limit": opts.limit,
+            "checkpoint": str(opts.checkpoint) if opts.checkpoint else None}
 
 
 def _result(r: Evaluated) -> dict:

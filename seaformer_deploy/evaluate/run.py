@@ -171,7 +171,7 @@ def _run(data: datasets.Dataset, manifest: Manifest, runners: dict, results: lis
         reference = None
         for name, runner in runners.items():
             if progress:
-                progress(f"{name}", done, total)
+                progress(name, done, total)
             labels = [predict.to_labels(out, runner.kind, s)
                       for out, s in zip(runner(batch), sizes)]
             reference = labels if name == FP32 else reference

@@ -25,6 +25,7 @@ def test_cityscapes_with_a_limit_and_a_pattern(eval_export, cityscapes, tmp_path
     doc = json.loads((out / "evaluation.json").read_text())
     assert (doc["dataset"]["count"], doc["dataset"]["found"]) == (2, 3)
     assert [r["name"] for r in doc["results"]] == ["pytorch.fp32", "model.fp32.pte"]
+    assert doc["options"] == {"artifact": ["model.*.pte"], "limit": 2, "checkpoint": None}
 
 
 @pytest.mark.parametrize("extra, message", [
