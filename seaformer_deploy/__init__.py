@@ -1,13 +1,15 @@
 """seaformer-deploy: SeaFormer-family segmenters from PyTorch to a phone, measured and verified.
 
-Data flows one way: models -> export -> devices -> runners -> bench/reports -> gate -> cli.
+Data flows one way: models -> export -> devices -> runners -> bench/reports -> gate -> cli;
+evaluate reads exports and runs them on this machine's runtimes.
 
 The Python API (``seaformer_deploy.api``) is also here: ``export(...)``, ``bench(...)``,
-``gate(...)``, ``devices(...)``, ``create_model(...)`` and ``list_models(...)``. Importing the
-package stays cheap: torch and the runtimes load when a function is called.
+``gate(...)``, ``evaluate(...)``, ``devices(...)``, ``create_model(...)`` and
+``list_models(...)``. Importing the package stays cheap: torch and the runtimes load when a
+function is called.
 
-``export``, ``bench``, ``gate`` and ``devices`` are also the names of the stages' subpackages,
-and Python binds a subpackage to its name on the package as soon as anything imports it, so a
+``export``, ``bench``, ``gate``, ``evaluate`` and ``devices`` are also the names of the stages'
+subpackages, and Python binds a subpackage to its name on the package as soon as anything imports it, so a
 plain function of that name would be replaced by the module. Instead each of these subpackages
 is made callable: ``seaformer_deploy.export(...)`` runs ``api.export(...)``, while
 ``seaformer_deploy.export.pipeline`` stays the module it always was.
@@ -20,7 +22,7 @@ import types
 
 __version__ = "0.1.0"
 
-_CALLABLE_STAGES = ("export", "bench", "gate", "devices")
+_CALLABLE_STAGES = ("export", "bench", "gate", "evaluate", "devices")
 _API_NAMES = ("api", "create_model", "list_models")
 
 

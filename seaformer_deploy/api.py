@@ -1,10 +1,11 @@
-"""The Python API: what ``seaformer-deploy export``, ``bench``, ``gate`` and ``devices`` do,
-as functions that take keyword arguments and return typed results. The command line is a skin
-over these functions: it parses flags into these arguments and prints what they return.
+"""The Python API: what ``seaformer-deploy export``, ``bench``, ``gate``, ``evaluate`` and
+``devices`` do, as functions that take keyword arguments and return typed results. The command
+line is a skin over these functions: it parses flags into these arguments and prints what they
+return.
 
 Keyword arguments are the fields of the library's option dataclasses (``ExportOptions``,
-``BenchOptions``, ``GateOptions``), with a few conveniences: a comma-separated string or any
-sequence for a tuple field, a string for a path, ``"HxW"`` for an input size, and a mapping for
+``BenchOptions``, ``GateOptions``, ``EvaluateOptions``), with a few conveniences: a
+comma-separated string or any sequence for a tuple field, a string for a path, ``"HxW"`` for an input size, and a mapping for
 a nested option (``protocol={"iterations": 20}``). Errors are ``UserError`` whose message names
 the keyword argument at fault (``error.field``).
 
@@ -26,6 +27,7 @@ from .errors import OptionError, option
 if TYPE_CHECKING:
     from .bench.run import BenchRun
     from .devices.listing import Listing
+    from .evaluate.run import Evaluation
     from .export.pipeline import ExportResult
     from .gate.run import GateOutcome
     from .models import ZooModel
@@ -34,8 +36,8 @@ if TYPE_CHECKING:
 Progress = Callable[[str, int, int], None]
 DEFAULT_MODEL = "seaformer-t"
 
-__all__ = ["BenchOutcome", "bench", "check_artifacts_options", "create_model", "devices",
-           "export", "gate", "list_models", "parse_size"]
+__all__ = ["BenchOutcome", "EvaluateOutcome", "bench", "check_artifacts_options",
+           "create_model", "devices", "evaluate", "export", "gate", "list_models", "parse_size"]
 
 
 def export(model: str = DEFAULT_MODEL, *, progress: Progress | None = None,
@@ -211,6 +213,56 @@ def gate(candidate: str | Path | None = None, baseline: str | Path | None = None
 
     fixed = {"candidate": candidate, "baseline": baseline}
     return run_gate(build_options(GateOptions, options, **fixed), progress)
+
+
+@dataclass
+class EvaluateOutcome:
+    """What ``evaluate`` measured and wrote."""
+
+    evaluation: Evaluation           # the confusion matrices, dataset, reference, options
+    document: dict                   # evaluation.json's content
+    folder: Path                     # where evaluation.json, .md and the plots were written
+
+
+def evaluate(artifacts: str | Path, *, progress: Progress | None = None,
+             **options: Any) -> EvaluateOutcome:
+    """Task accuracy of an export's whole-model artifacts and of PyTorch FP32 on a dataset:
+    mIoU, per-class IoU, pixel accuracy and confusion matrices (against the labels, and
+    against PyTorch FP32's own labels), written as evaluation.json, evaluation.md and PNGs.
+
+    Args:
+        artifacts: an export folder (made by ``export``).
+        progress: called as ``progress(step, done, total)`` while it works.
+        **options: fields of ``seaformer_deploy.evaluate.run.EvaluateOptions``: data (an
+            ADE20K or Cityscapes folder), images and labels (plain pairs matched by file
+            stem; images alone: only the agreement with FP32), reduce_zero_label (pairs:
+            label 0 ignored, the rest minus one, as ADE20K), artifact (shell patterns over
+            the artifacts' file names, default ``("model.*",)``), checkpoint (the export's
+            weights, default its recorded path), trust_checkpoint, limit (the first N
+            images), out (default ``evaluations/<export folder name>``).
+
+    Returns:
+        EvaluateOutcome: ``evaluation`` (``results``: one per model with its confusion
+        matrices), ``document`` (evaluation.json as a dict) and ``folder``.
+
+    Raises:
+        UserError: a bad option, an export that does not match its manifest, a dataset in no
+            known layout, an image without its label, a label of the wrong size or with
+            classes out of range, weights that do not reproduce the export; all before any
+            model runs, and nothing is written.
+    """
+    from .evaluate import output
+    from .evaluate.run import EvaluateOptions
+    from .evaluate.run import evaluate as run_evaluate
+    from .paths import check_writable_folder
+
+    opts = build_options(EvaluateOptions, options, artifacts=Path(artifacts))
+    folder = Path(opts.out) if opts.out is not None else output.default_folder(opts.artifacts)
+    check_writable_folder(folder, option("out"))
+    output.check_replaceable(folder)
+    result = run_evaluate(opts, progress)
+    doc = output.document(result)
+    return EvaluateOutcome(result, doc, output.write(result, doc, folder))
 
 
 def devices(direct: Sequence[str] = (), profiles: str | Path | None = None) -> Listing:

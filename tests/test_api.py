@@ -41,6 +41,7 @@ def test_importing_the_package_loads_no_torch_and_keeps_the_subpackages():
     (api.export, "seaformer_deploy.export.pipeline:ExportOptions"),
     (api.bench, "seaformer_deploy.bench.run:BenchOptions"),
     (api.gate, "seaformer_deploy.gate.run:GateOptions"),
+    (api.evaluate, "seaformer_deploy.evaluate.run:EvaluateOptions"),
 ])
 def test_docstrings_name_every_option(function, options):
     module, name = options.split(":")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .common import app, check_artifacts_options, parse_size, user_errors
 # Registered in this order, listed in this order by --help.
-from . import zoo, export_cli, bench_cli, gate_cli, devices_cli  # noqa: E402, F401, I001
+from . import zoo, export_cli, bench_cli, gate_cli, evaluate_cli, devices_cli  # noqa: E402, F401, I001
 from .export_cli import print_parity
 
 __all__ = ["app", "check_artifacts_options", "main", "parse_size", "print_parity",
