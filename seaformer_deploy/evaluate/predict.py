@@ -25,24 +25,7 @@ import torch.nn.functional as F
 from ..export import formats as fmts
 from ..export.layouts import from_layout, to_layout
 from ..export.records import Artifact
-
-
-def load_rgb(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB, whatever the file's mode."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
-
-
-def stretch(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``rgb`` resized to ``size`` (H, W) as cv2.resize INTER_LINEAR does, as uint8."""
-    if rgb.shape[:2] == tuple(size):
-        return rgb
-    t = torch.from_numpy(rgb.astype(np.float32)).permute(2, 0, 1)[None]
-    t = F.interpolate(t, size=tuple(size), mode="bilinear", align_corners=False,
-                      antialias=False)
-    return t[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+from ..export.samples import load_rgb, stretch  # noqa: F401  (calibration prepares images alike)
 
 
 def normalize(rgb: np.ndarray, normalization: dict) -> np.ndarray:

@@ -1,8 +1,8 @@
 """The INT8 calibration set: the export's sample images, or ``--calibration DIR``.
 
 A folder's images may have any size and format Pillow reads; each is converted to RGB and
-stretched to the export size (bilinear, Pillow's antialiased filter), without the crop the
-sample images get: that is what ``evaluate`` and a deployed app feed the model, so the
+stretched to the export size (``samples.stretch``: cv2-style bilinear, as mmseg resizes),
+without the crop the sample images get: that is what ``evaluate`` feeds the model, so the
 observers see the statistics the artifact will. Then the export's own normalisation.
 """
 
@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..errors import OptionError, option
-from .samples import normalize
+from .samples import load_rgb, normalize, stretch
 from .units import reference_tensors
 
 SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -37,17 +36,16 @@ def image_files(folder: Path) -> list[Path]:
 
 def load_images(files: list[Path], size: tuple[int, int]) -> torch.Tensor:
     """The images as one normalised (N, 3, H, W) float32 batch at ``size``."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     batch = []
     for path in files:
         try:
-            with Image.open(path) as image:
-                rgb = image.convert("RGB").resize((size[1], size[0]), Image.Resampling.BILINEAR)
+            rgb = load_rgb(path)
         except (UnidentifiedImageError, OSError) as exc:
             raise OptionError(f"{option('calibration')}: {path} is not an image Pillow can "
                               f"read ({exc}); remove it from the folder or convert it.") from None
-        batch.append(normalize(np.asarray(rgb)))
+        batch.append(normalize(stretch(rgb, size)))
     return torch.cat(batch)
 
 

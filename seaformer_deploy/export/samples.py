@@ -117,6 +117,25 @@ def sample_images(height: int, width: int, count: int = 4) -> list[Sample]:
     return [Sample(n, _resize_rgb(makers[n](), height, width)) for n in SAMPLE_NAMES[:count]]
 
 
+def load_rgb(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB, whatever the file's mode."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def stretch(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``rgb`` resized to ``size`` (H, W) as cv2.resize INTER_LINEAR does (mmcv's imresize: no
+    antialiasing), as uint8: how ``evaluate`` and INT8 calibration prepare a user's image."""
+    if rgb.shape[:2] == tuple(size):
+        return rgb
+    t = torch.from_numpy(rgb.astype(np.float32)).permute(2, 0, 1)[None]
+    t = F.interpolate(t, size=tuple(size), mode="bilinear", align_corners=False,
+                      antialias=False)
+    return t[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
 def normalize(rgb: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 RGB -> (1, 3, H, W) float32, mmseg's normalisation."""
     t = torch.from_numpy(np.array(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
