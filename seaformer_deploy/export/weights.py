@@ -46,7 +46,21 @@ HEAD_FIT_LR = 3e-3
 
 def synthetic_model(name: str, size: tuple[int, int], seed: int = 0, count: int = 4,
                     num_classes: int | None = None) -> SegmentationModel:
-    """Build ``name`` with seeded, calibrated weights for inputs of ``size``."""
+    """Build ``name`` with seeded, calibrated weights for inputs of ``size``.
+
+    On one thread: the head's 60 Adam steps and k-means amplify the last bits that a parallel
+    reduction's split changes, so weights built with 1 and 2 threads gave logits 0.09 apart, and
+    ``evaluate``'s rebuild must match the export's on any machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _synthetic_model(name, size, seed, count, num_classes)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _synthetic_model(name: str, size: tuple[int, int], seed: int, count: int,
+                     num_classes: int | None) -> SegmentationModel:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build(name, num_classes)
