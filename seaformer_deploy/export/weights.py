@@ -42,17 +42,19 @@ KMEANS_ITERATIONS = 12
 ACTIVE_CLASSES = 10
 HEAD_FIT_STEPS = 60
 HEAD_FIT_LR = 3e-3
+BUILD_THREADS = 2
 
 
 def synthetic_model(name: str, size: tuple[int, int], seed: int = 0, count: int = 4,
                     num_classes: int | None = None) -> SegmentationModel:
     """Build ``name`` with seeded, calibrated weights for inputs of ``size``.
 
-    On one thread: the head's 60 Adam steps and k-means amplify the last bits that a parallel
-    reduction's split changes, so weights built with 1 and 2 threads gave logits 0.09 apart, and
-    ``evaluate``'s rebuild must match the export's on any machine."""
+    On a fixed number of threads: the head's 60 Adam steps and k-means amplify the last bits
+    that a parallel reduction's split changes (built on 1 and on 2 threads, the logits were 0.09
+    apart), and ``evaluate``'s rebuild must match the export's on any machine. Two: what every
+    figure, test threshold and baseline here was made with (2-core machines)."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(BUILD_THREADS)
     try:
         return _synthetic_model(name, size, seed, count, num_classes)
     finally:
