@@ -23,7 +23,8 @@ def test_fast_artifacts_compares_every_candidate(tmp_path):
          "--iterations", "3", "--models-dir", str(tmp_path / "models"), "--json", str(out))
     result = json.loads(out.read_text())
     assert set(result["medians_ms"]) == {"eager", "official", "ours.onnx", "naive.pte",
-                                         "ours.pte", "floor"}
+                                         "ours.pte", "int8.onnx", "int8.pte", "floor"}
+    assert set(result["int8_parity"]) == {"model.int8.onnx", "model.int8.pte"}
     assert all(v > 0 for v in result["medians_ms"].values())
     assert result["ours_pte_delegation"] == {"partitions": 1, "outside": {}}
     assert result["naive_pte_partitions"] > 1

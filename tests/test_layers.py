@@ -17,7 +17,7 @@ ROOT = PACKAGE.name
 # Lowest first. "base" holds the modules every layer may use; "cli" is the top: the command line
 # and the public Python API (cli.py or a cli/ package, api.py) and the package's own face,
 # __init__.py, which may re-export that API. Its dunder metadata (__version__) is base.
-LAYERS = ("base", "models", "export", "devices", "runners", "bench", "reports", "gate", "cli")
+LAYERS = ("base", "models", "export", "evaluate", "devices", "runners", "bench", "reports", "gate", "cli")
 BASE = {"errors", "paths", "quiet"}
 TOP = {"cli", "api"}
 # Narrower than the layers: all a layer may take from a lower module (and its submodules). The
