@@ -6,6 +6,7 @@ scenes with other seeds, the two elevation maps under other colour maps and ligh
 and matplotlib's other photograph. Deterministic, so a figure computed on them is reproducible.
 
     python benchmarks/heldout_images.py heldout/
+    python benchmarks/heldout_images.py --calibration calibration/   # a disjoint set to calibrate on
     seaformer-deploy evaluate --artifacts models/seaformer-t_512x512_logits --images heldout/
 """
 
@@ -25,6 +26,10 @@ STREET_SEEDS = range(1, 17)          # the sample street scene uses seed 2025010
 RELIEFS = [("topobathy.npz", "topo", "terrain", 135), ("topobathy.npz", "topo", "cividis", 45),
            ("jacksboro_fault_dem.npz", "elevation", "gist_earth", 135),
            ("jacksboro_fault_dem.npz", "elevation", "copper", 225)]
+# --calibration: shares no image with the held-out set above nor with the samples
+CALIBRATION_SEEDS = range(101, 133)
+CALIBRATION_RELIEFS = [("topobathy.npz", "topo", "ocean", 270),
+                       ("jacksboro_fault_dem.npz", "elevation", "summer", 90)]
 
 
 def relief(filename: str, key: str, cmap: str, azimuth: float) -> np.ndarray:
@@ -36,21 +41,26 @@ def relief(filename: str, key: str, cmap: str, azimuth: float) -> np.ndarray:
     return (rgb[..., :3] * 255).round().astype(np.uint8)
 
 
-def images() -> dict[str, np.ndarray]:
-    found = {f"street_{seed:02d}": _street_scene(seed=seed) for seed in STREET_SEEDS}
-    for filename, key, cmap, azimuth in RELIEFS:
+def images(calibration: bool = False) -> dict[str, np.ndarray]:
+    seeds, reliefs = ((CALIBRATION_SEEDS, CALIBRATION_RELIEFS) if calibration
+                      else (STREET_SEEDS, RELIEFS))
+    found = {f"street_{seed:03d}": _street_scene(seed=seed) for seed in seeds}
+    for filename, key, cmap, azimuth in reliefs:
         found[f"{Path(filename).stem}_{cmap}_{azimuth}"] = relief(filename, key, cmap, azimuth)
-    with Image.open(_sample_data() / "Minduka_Present_Blue_Pack.png") as photo:
-        found["minduka_photo"] = np.asarray(photo.convert("RGB"))
+    if not calibration:
+        with Image.open(_sample_data() / "Minduka_Present_Blue_Pack.png") as photo:
+            found["minduka_photo"] = np.asarray(photo.convert("RGB"))
     return found
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path)
+    parser.add_argument("--calibration", action="store_true",
+                        help="make the disjoint calibration set instead")
     args = parser.parse_args()
     args.folder.mkdir(parents=True, exist_ok=True)
-    made = images()
+    made = images(args.calibration)
     for name, rgb in made.items():
         Image.fromarray(rgb).save(args.folder / f"{name}.png")
     print(f"{len(made)} images in {args.folder}")
