@@ -21,7 +21,7 @@ from onnx import TensorProto
 from ..quiet import exporters_quieted
 from .formats import ExportJob
 from .quantize import (QDQ_METHOD, calibration_record, classifiers, last_convolutions,
-                       qdq_quantized)
+                       qdq_quantized, within)
 from .units import Unit
 
 OPSET = 18
@@ -67,8 +67,7 @@ def int8_graph(fp32: onnx.ModelProto, job: ExportJob, scopes: dict[str, str]
     and the nodes traced from ``job.unit.fp32_modules`` (``scopes``: node -> module) stay
     FP32."""
     keep = last_convolutions(fp32) if classifiers(job.unit.module) else []
-    keep += [node for node, module in scopes.items()
-             if any(f".{m}." in f".{module}." for m in job.unit.fp32_modules)]
+    keep += [node for node, module in scopes.items() if within(module, job.unit.fp32_modules)]
     data = qdq_quantized(fp32.SerializeToString(), job.unit.input_names, job.calibration,
                          sorted(set(keep)))
     proto = onnx.load_from_string(data)

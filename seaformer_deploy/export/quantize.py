@@ -116,8 +116,14 @@ def _inside(node, names: list[str]) -> bool:
     """Whether a traced node comes from one of the modules ``names`` (or their children). A
     name matches anywhere in a module path, on dot boundaries: the exporters wrap the unit
     (NHWC interface, casts), which prefixes every path."""
-    paths = [f".{path}." for path, _ in (node.meta.get("nn_module_stack") or {}).values()]
-    return any(f".{n}." in p for p in paths for n in names)
+    paths = [path for path, _ in (node.meta.get("nn_module_stack") or {}).values()]
+    return any(within(p, names) for p in paths)
+
+
+def within(path: str, names: Sequence[str]) -> bool:
+    """Whether module ``path`` lies in one of the modules ``names``, matched on dot boundaries
+    anywhere in the path (both exporters prefix their wrappers' names)."""
+    return any(f".{n}." in f".{path}." for n in names)
 
 
 def last_convolutions(model) -> list[str]:
