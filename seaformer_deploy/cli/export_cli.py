@@ -76,6 +76,9 @@ def export_cmd(
         "--int8-report", help="INT8: rank every block by the accuracy its quantization costs "
                               "(int8_sensitivity.json, .md, .png in the export folder).")
     ] = False,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Also print where the export's time went, step by step.")
+    ] = False,
 ) -> None:
     """Export ONNX and ExecuTorch artifacts (FP32/FP16, model and components) with a parity gate."""
     try:
@@ -105,6 +108,19 @@ def export_cmd(
         err_console.print("interrupted: nothing was written", highlight=False, markup=False)
         raise typer.Exit(130) from None
     _print_result(result)
+    if verbose:
+        _print_timings(result)
+
+
+def _print_timings(result: object) -> None:
+    from ..export.timings import breakdown_lines
+
+    manifest = result.manifest
+    if result.cached or not manifest.timings:
+        console.print("timings: cached export, nothing was exported now", highlight=False)
+        return
+    for line in breakdown_lines(manifest.timings, manifest.export_seconds):
+        console.print(line, highlight=False, markup=False)
 
 
 def _print_result(result: object) -> None:

@@ -58,13 +58,16 @@ def export_artifact(staging: Path, unit: Unit, fmt: Format, precision: str, env:
     path.write_bytes(data)
     forms = _ort_forms(path, fmt, job, env) if fmt.ort_forms and opts.ort_forms else None
     seconds = round(time.perf_counter() - started, 2)
+    started = time.perf_counter()
     checked = _parity(path, fmt, precision, unit, env, job.io_dtype, nhwc)
+    check_seconds = round(time.perf_counter() - started, 2)
     return Artifact(path=path.name, unit=unit.name, format=fmt.name, precision=precision,
                     sha256=mf.sha256_bytes(data), bytes=len(data),
                     inputs=describe(unit.input_names, env, unit, job.io_dtype, nhwc,
                                     inputs=True),
                     outputs=describe(unit.output_names, env, unit, job.io_dtype, nhwc),
-                    **details, ort_forms=forms, export_seconds=seconds, parity=checked)
+                    **details, ort_forms=forms, export_seconds=seconds, parity=checked,
+                    check_seconds=check_seconds)
 
 
 def _ort_forms(path: Path, fmt: Format, job: ExportJob, env: dict) -> list[OrtForm]:

@@ -39,6 +39,7 @@ from .guard import InterruptGuard, Progress, check_out_root, removed_if_left_emp
 from .rewrites import deploy_form, runtime_form
 from .samples import MEAN, SAMPLE_NAMES, STD, sample_batch
 from .tensors import describe, write_tensors
+from .timings import Stopwatch
 from .units import OUTPUT_MODES, WHOLE, build_units, reference_tensors
 from .weights import synthetic_model
 from .workers import run_jobs, usable_cores
@@ -154,10 +155,12 @@ def export(opts: ExportOptions, progress: Progress | None = None) -> ExportResul
             return ExportResult(folder, cached, cached=True)
     with InterruptGuard() as interrupts, removed_if_left_empty(opts.out_root):
         started = time.perf_counter()
-        model, weights = _load(opts, spec.name, images)
+        watch = Stopwatch()
+        with watch.step("weights"):
+            model, weights = _load(opts, spec.name, images)
         with mf.StagingDir(folder) as staging:
             manifest = _export_into(staging.path, model, weights, opts, size, images, key,
-                                    interrupts.checked(progress), cal_images)
+                                    interrupts.checked(progress), cal_images, watch)
             manifest.export_seconds = round(time.perf_counter() - started, 2)
             mf.write(staging.path, manifest)
             if opts.parity_gate and not manifest.parity_passed:
@@ -251,34 +254,42 @@ def _load(opts: ExportOptions, name: str, images: torch.Tensor) -> tuple[Segment
 
 def _export_into(staging: Path, model: SegmentationModel, weights: dict, opts: ExportOptions,
                  size: tuple[int, int], images: torch.Tensor, key: str,
-                 progress: Progress | None, cal_images: torch.Tensor | None) -> Manifest:
-    env = reference_tensors(model, images, opts.output, size)
-    tensors = _write_tensors(staging, env, opts)
-    deploy = fold_batchnorm(model)
-    applied = deploy_form(deploy, images[:1]) if opts.rewrites else []
-    cal = Calibration(env if cal_images is None else
-                      unit_inputs(model, cal_images, opts.output, size),
-                      calibration_source(opts.calibration,
-                                         len(images if cal_images is None else cal_images)))
-    plan = int8.plan(staging, deploy, opts, images, cal, size, progress)
-    per_format = {}                # format -> (its units, the rewrites for its runtime only)
-    for fmt in opts.formats:
-        form = copy.deepcopy(deploy)
-        extra = runtime_form(form, images[:1], fmt) if opts.rewrites else []
-        units = build_units(form, opts.output, size, opts.components, opts.extra_work)
-        if plan:
-            units = [replace(u, fp32_modules=unit_modules(form, u.module, plan.fp32_blocks))
-                     for u in units]
-        per_format[fmt] = (units, extra)
+                 progress: Progress | None, cal_images: torch.Tensor | None,
+                 watch: Stopwatch) -> Manifest:
+    with watch.step("reference tensors"):
+        env = reference_tensors(model, images, opts.output, size)
+        tensors = _write_tensors(staging, env, opts)
+    with watch.step("deploy form"):
+        deploy = fold_batchnorm(model)
+        applied = deploy_form(deploy, images[:1]) if opts.rewrites else []
+    with watch.step("INT8 plan"):
+        cal = Calibration(env if cal_images is None else
+                          unit_inputs(model, cal_images, opts.output, size),
+                          calibration_source(opts.calibration,
+                                             len(images if cal_images is None else cal_images)))
+        plan = int8.plan(staging, deploy, opts, images, cal, size, progress)
+    with watch.step("runtime forms, units"):
+        per_format = {}            # format -> (its units, the rewrites for its runtime only)
+        for fmt in opts.formats:
+            form = copy.deepcopy(deploy)
+            extra = runtime_form(form, images[:1], fmt) if opts.rewrites else []
+            units = build_units(form, opts.output, size, opts.components, opts.extra_work)
+            if plan:
+                units = [replace(u, fp32_modules=unit_modules(form, u.module, plan.fp32_blocks))
+                         for u in units]
+            per_format[fmt] = (units, extra)
     units = per_format[opts.formats[0]][0]          # names and shapes agree across formats
     jobs = [(u, f, p) for f in opts.formats for u in per_format[f][0] for p in opts.precisions]
-    artifacts = _export_jobs(staging, jobs, env, opts, progress, cal)
+    workers = opts.jobs or usable_cores()
+    with watch.step("artifacts"):
+        artifacts = _export_jobs(staging, jobs, env, opts, progress, cal, workers)
     chains = []
     if opts.components:
         if progress:
             progress("component chains", len(jobs), len(jobs))
-        chains = [chain_parity(staging, artifacts, units, env, f, p, opts.fp32_io)
-                  for f in opts.formats for p in opts.precisions]
+        with watch.step("component chains"):
+            chains = [chain_parity(staging, artifacts, units, env, f, p, opts.fp32_io)
+                      for f in opts.formats for p in opts.precisions]
     spec = get_spec(opts.model)
     ckpt = getattr(model, "checkpoint", None)
     manifest = Manifest(
@@ -301,13 +312,14 @@ def _export_into(staging: Path, model: SegmentationModel, weights: dict, opts: E
         options=opts.recorded(), tools=mf.tool_versions(), cache_key=key,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         command=mf.command_line(), tensors=tensors, artifacts=artifacts, chains=chains,
-        parity_passed=False, export_seconds=0.0, int8=plan)
+        parity_passed=False, export_seconds=0.0, int8=plan,
+        timings=watch.record(artifacts, workers))
     manifest.parity_passed = all(check.passed for check in manifest.checks())
     return manifest
 
 
 def _export_jobs(staging: Path, jobs: list[tuple], env: dict, opts: ExportOptions,
-                 progress: Progress | None, cal: Calibration) -> list[Artifact]:
+                 progress: Progress | None, cal: Calibration, workers: int) -> list[Artifact]:
     """Every (unit, format, precision) job's artifact, in the order of ``jobs``. The precisions
     of one unit and format run in one worker process (FP16 ONNX converts the FP32 graph), and
     with --ort-forms all of a unit's jobs (so the check that no two outputs share a name sees
@@ -327,7 +339,7 @@ def _export_jobs(staging: Path, jobs: list[tuple], env: dict, opts: ExportOption
         unit, fmt, precision = job
         return export_artifact(staging, unit, fmts.get(fmt), precision, env, opts, shared, cal)
 
-    done = run_jobs(groups, run, opts.jobs or usable_cores(), progress, costs)
+    done = run_jobs(groups, run, workers, progress, costs)
     artifacts: list[Artifact] = [None] * len(jobs)
     for i, artifact in zip(order, done):
         artifacts[i] = artifact

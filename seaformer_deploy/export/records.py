@@ -130,6 +130,7 @@ class Artifact(Record):
     quantization: dict | None = optional()      # INT8: scheme, tool, calibration set
     export_seconds: float
     parity: Parity
+    check_seconds: float | None = optional()    # its host-runtime parity check
 
     def files(self) -> list[str]:
         """Every file the artifact needs besides itself: its inputs and output references."""
@@ -246,6 +247,7 @@ class Manifest(Record):
     parity_passed: bool
     export_seconds: float
     int8: Int8Plan | None = optional()      # exports with INT8 artifacts
+    timings: dict | None = optional()       # export/timings.py: seconds per step
 
     def artifact(self, path: str) -> Artifact:
         """The artifact whose file is ``path``; KeyError if the export has none."""
