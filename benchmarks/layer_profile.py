@@ -117,6 +117,8 @@ def main() -> None:
     parser.add_argument("--model", default="seaformer-t")
     parser.add_argument("--input-size", default="512x512")
     parser.add_argument("--iterations", type=int, default=30)
+    parser.add_argument("--limit", type=int, help="profile only the first N blocks (all are "
+                                                   "still listed, as found)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     quiet_third_party_logs()
@@ -133,7 +135,8 @@ def main() -> None:
         forms[fmt] = copy.deepcopy(deploy)
         rewrites.runtime_form(forms[fmt], image, fmt)
     calls = {fmt: rewrites.call_arguments(m, image) for fmt, m in forms.items()}
-    names = blocks(forms["pte"], calls["pte"])               # the same names in both forms
+    found = blocks(forms["pte"], calls["pte"])               # the same names in both forms
+    names = found[:args.limit] if args.limit else found
     plans: dict[str, list[PlannedModel]] = {"onnx": [], "pte": []}
     with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
         work = Path(tmp)
@@ -161,7 +164,8 @@ def main() -> None:
     total = {fmt: sum(r[f"{fmt}_ms"] for r in rows) for fmt in ("onnx", "pte")}
     print(f"\n{args.model} {h}x{w}, cpu{core}, 1 thread, median of {args.iterations}")
     print(f"{'':40s} {'onnx ms':>9s} {'pte ms':>9s}")
-    print(f"{'blocks':40s} {total['onnx']:9.3f} {total['pte']:9.3f}")
+    print(f"{f'blocks ({len(names)} of {len(found)})':40s} {total['onnx']:9.3f} "
+          f"{total['pte']:9.3f}")
     print(f"{'whole model':40s} {whole['onnx']:9.3f} {whole['pte']:9.3f}")
     print(f"{'glue (whole - blocks)':40s} {whole['onnx'] - total['onnx']:9.3f} "
           f"{whole['pte'] - total['pte']:9.3f}")
@@ -173,7 +177,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({"model": args.model, "input_size": [h, w], "core": core,
                                          "iterations": args.iterations, "whole_ms": whole,
-                                         "blocks": rows}, indent=2))
+                                         "found": found, "blocks": rows}, indent=2))
 
 
 if __name__ == "__main__":
