@@ -8,7 +8,10 @@ For one model and size (FP32 .pte, whole model), on one pinned core:
   2. trials, interleaved (A/A, then each slowdown, then the next trial):
        ab       ``gate --ab``: the artifact against itself (A/A) and against each slowed one;
        reports  a fresh bench report per side, gated as two reports (the baseline report is
-                benched anew in every trial, so A/A sees real session-to-session variation);
+                benched anew in every trial, so A/A sees real session-to-session variation),
+                with the bench's stop-on-precision protocol (--precision, --max-seconds);
+       instructions  the same with reports of callgrind counts (bench --metric instructions),
+                gated against the 0.5 % minimum effect;
   3. prints, per mode: false alarms among the A/A trials (any REGRESSION), detection rate per
      slowdown (REGRESSION), how many decisions were UNSTABLE, and seconds per decision; writes
      everything as JSON.
@@ -33,7 +36,7 @@ from seaformer_deploy.export import manifest as mf
 from seaformer_deploy.export.pipeline import ExportOptions, export
 from seaformer_deploy.gate.ab import ABOptions, gate_ab, run_ab
 from seaformer_deploy.gate.compare import Selection, compare_reports
-from seaformer_deploy.gate.verdict import REGRESSION, UNSTABLE, Rule
+from seaformer_deploy.gate.verdict import INSTRUCTION_EFFECT, REGRESSION, UNSTABLE, Rule
 from seaformer_deploy.quiet import quiet_third_party_logs
 from seaformer_deploy.reports import build_report
 from seaformer_deploy.runners.plan import Protocol
@@ -83,15 +86,20 @@ def ab_trial(args, base: Path, cand: Path, rule: Rule) -> dict:
             row.shift.ci_high], "seconds": time.perf_counter() - started}
 
 
-def bench_report(folder: Path) -> tuple[dict, float]:
+def bench_report(folder: Path, args) -> tuple[dict, float]:
+    """One bench report of the model, with the bench's protocol (stop on --precision) or, in
+    instructions mode, its callgrind counts."""
     started = time.perf_counter()
+    metric = "instructions" if args.mode_now == "instructions" else "latency"
     run = bench(BenchOptions(folder, formats=("pte",), precisions=("fp32",), parity=False,
-                             blocks=1, protocol=Protocol()))
+                             blocks=1, protocol=Protocol(), precision=args.precision,
+                             max_seconds=args.max_seconds, metric=metric,
+                             counted_iterations=args.counted_iterations))
     return build_report(run), time.perf_counter() - started
 
 
-def report_trial(baseline: dict, cand: Path, rule: Rule) -> dict:
-    report, bench_seconds = bench_report(cand)
+def report_trial(baseline: dict, cand: Path, rule: Rule, args) -> dict:
+    report, bench_seconds = bench_report(cand, args)
     started = time.perf_counter()
     row = compare_reports(baseline, report, rule, MODEL_ONLY).rows[0]
     seconds = bench_seconds + time.perf_counter() - started
@@ -137,10 +145,17 @@ def main() -> None:
     parser.add_argument("--slowdowns", type=float, nargs="+", default=[0.02, 0.05, 0.10])
     parser.add_argument("--probe-work", type=int, default=20,
                         help="identity convolutions of the calibration artifact")
-    parser.add_argument("--modes", nargs="+", default=["ab", "reports"])
+    parser.add_argument("--modes", nargs="+", default=["ab", "reports"],
+                        help="ab, reports, instructions (reports of callgrind counts)")
     parser.add_argument("--blocks", type=int, default=4, help="A/B: as `gate --blocks`")
     parser.add_argument("--rounds", type=int, default=8, help="A/B: as `gate --rounds`")
     parser.add_argument("--iterations", type=int, default=5, help="A/B: as `gate --iterations`")
+    parser.add_argument("--precision", type=float, default=0.01,
+                        help="reports: as `bench --precision`")
+    parser.add_argument("--max-seconds", type=float, default=240.0,
+                        help="reports: as `bench --max-seconds`")
+    parser.add_argument("--counted-iterations", type=int, default=3,
+                        help="instructions: as `bench --counted-iterations`")
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -150,13 +165,17 @@ def main() -> None:
     slowed = calibrate(args, base)
     kinds = {"A/A": base} | {f"+{100 * t:.0f}%": s["folder"] for t, s in slowed.items()}
     trials = {mode: {kind: [] for kind in kinds} for mode in args.modes}
+    rules = {"ab": rule, "reports": rule, "instructions": Rule(min_effect=INSTRUCTION_EFFECT)}
     for trial in range(args.trials):
-        baseline = bench_report(base)[0] if "reports" in args.modes else None
-        for kind, folder in kinds.items():
-            if "ab" in args.modes:
-                trials["ab"][kind].append(ab_trial(args, base, folder, rule))
-            if "reports" in args.modes:
-                trials["reports"][kind].append(report_trial(baseline, folder, rule))
+        for mode in args.modes:
+            if mode == "ab":
+                for kind, folder in kinds.items():
+                    trials["ab"][kind].append(ab_trial(args, base, folder, rule))
+                continue
+            args.mode_now = mode
+            baseline = bench_report(base, args)[0]
+            for kind, folder in kinds.items():
+                trials[mode][kind].append(report_trial(baseline, folder, rules[mode], args))
         print(f"trial {trial + 1}/{args.trials}: " + "; ".join(
             f"{mode} " + " ".join(f"{k}={rows[-1]['verdict'][:4]}" for k, rows in t.items())
             for mode, t in trials.items()), flush=True)
@@ -167,6 +186,8 @@ def main() -> None:
                             for kind, folder in kinds.items()},
               "ab_protocol": {"blocks": args.blocks, "rounds": args.rounds,
                               "iterations": args.iterations},
+              "reports_protocol": {"precision": args.precision, "max_seconds": args.max_seconds},
+              "instructions_rule": rules["instructions"].to_dict(),
               "slowdowns": {str(t): {k: v for k, v in s.items() if k != "folder"}
                             for t, s in slowed.items()},
               "summary": {mode: summarize(t) for mode, t in trials.items()},

@@ -114,9 +114,10 @@ def bench(artifacts: str | Path | None = None, *, model: str | None = None,
         on_export: called with the ExportResult once the export is ready, before measuring.
         **options: fields of ``seaformer_deploy.bench.run.BenchOptions``: device (``"local"``,
             an adb serial, ``HOST:PORT`` or ``"adb"``), formats, precisions, core, protocol
-            (a ``Protocol`` or a mapping of its fields), blocks, cv_limit, parity, runner (a
-            ``RunnerChoice`` or a mapping), transport, runner_timeout, wait_seconds, thermal
-            (a ``ThermalPolicy`` or a mapping), lock_freq, cleanup.
+            (a ``Protocol`` or a mapping of its fields), blocks, precision, max_seconds,
+            metric, counted_iterations, parity, runner (a ``RunnerChoice`` or a mapping),
+            transport, runner_timeout, wait_seconds, thermal (a ``ThermalPolicy`` or a
+            mapping), lock_freq, cleanup.
 
     Returns:
         BenchOutcome: ``run``, ``report``, ``folder``, ``export`` and ``exit_code``.
@@ -197,8 +198,10 @@ def gate(candidate: str | Path | None = None, baseline: str | Path | None = None
         progress: called as ``progress(step, done, total)`` during an A/B run.
         **options: fields of ``seaformer_deploy.gate.run.GateOptions``: ab,
             baseline_artifacts, candidate_artifacts, device, formats, precisions, units,
-            min_effect (0.05 = 5 %), alpha, unstable_is_failure, core, blocks, rounds,
-            iterations, warmup_iterations, runner, wait_seconds, out (a folder for the verdict
+            min_effect (default 0.05 = 5 % of latency, 0.005 of instructions), alpha, metric
+            (A/B: latency or instructions), unstable_is_failure, core, blocks, rounds,
+            iterations (instructions: counted per artifact), warmup_iterations, runner,
+            wait_seconds, out (a folder for the verdict
             folders; None: nothing is written), json_out, baselines.
 
     Returns:

@@ -177,6 +177,7 @@ def test_export_and_bench_run_from_an_unrelated_folder(installed):
     assert (folder / "manifest.json").is_file() and (folder / "model.fp32.pte").is_file()
     run([cli, "bench", "--artifacts", folder, "--formats", "pte", "--precisions", "fp32",
          "--warmup", "1", "--warmup-seconds", "0", "--iterations", "4", "--min-seconds", "0",
+         "--precision", "0",
          "--rounds", "2", "--blocks", "1", "--wait", "300"], cwd=work, env=env)
     (report_file,) = (work / "reports").glob("*/report.json")
     report = json.loads(report_file.read_text())

@@ -17,6 +17,7 @@ from ..export import formats as fmts
 from ..export import manifest as mf
 from ..export.precision import Precision
 from ..export.records import Artifact, Manifest
+from .instructions import METRICS
 
 PRECISIONS = Precision.names()
 
@@ -47,9 +48,19 @@ def check_options(opts) -> None:
     if opts.runner_timeout is not None and not opts.runner_timeout > 0:
         raise BenchInputError(f"{option('runner_timeout')} {opts.runner_timeout}: must be > 0 "
                               f"seconds.")
-    if not 0 < opts.cv_limit < 10:
-        raise BenchInputError(f"{option('cv_limit')} {opts.cv_limit}: must be a fraction such "
-                              f"as 0.05.")
+    if not 0 <= opts.precision < 0.5:
+        raise BenchInputError(f"{option('precision')} {opts.precision}: must be a fraction "
+                              f"such as 0.01 (the median's 95 % CI within +-1 %), or 0 for the "
+                              f"fixed protocol alone.")
+    if opts.metric not in METRICS:
+        raise BenchInputError(f"{option('metric')} {opts.metric!r}: must be one of "
+                              f"{', '.join(METRICS)}.")
+    if opts.counted_iterations < 1:
+        raise BenchInputError(f"{option('counted_iterations')} {opts.counted_iterations}: must "
+                              f"be 1 or more.")
+    if not opts.max_seconds > 0:
+        raise BenchInputError(f"{option('max_seconds')} {opts.max_seconds}: must be > 0 "
+                              f"seconds.")
     if opts.core is not None and opts.core < 0:
         raise BenchInputError(f"{option('core')} {opts.core}: must be a CPU number (0 or more).")
     _known("formats", opts.formats, fmts.by_rank())

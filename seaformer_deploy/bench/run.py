@@ -7,8 +7,11 @@ Protocol, per runner (native ExecuTorch for .pte, ONNX Runtime for .onnx):
     times them in interleaved rounds, so slow drift hits all alike;
   * the work is split in blocks that alternate between runners, so that comparisons across
     formats are interleaved too; the device state is read before and after every block;
-  * the outputs of the final run are pulled back and compared with PyTorch FP32 (on-device
-    parity, the export's thresholds).
+  * then, until each artifact's median is known to ``--precision`` (the 95 % CI's half-width)
+    or ``--max-seconds`` of measuring is spent, more blocks for the artifacts short of it
+    (``precision.py``);
+  * the outputs of the last planned block are pulled back and compared with PyTorch FP32
+    (on-device parity, the export's thresholds).
 
 Faults: a lost connection is reopened with backoff and the interrupted block rerun (finished
 blocks are kept); a runner that dies (signal, crash) or hangs past its timeout fails the artifact
@@ -38,11 +41,13 @@ from ..errors import UserError, option
 from ..export import formats as fmts
 from ..export import manifest as mf
 from ..export.records import Artifact, Manifest
+from ..runners import counting
 from ..runners.plan import ModelRun, PlannedModel, Protocol, RunResult, read_output
 from ..runners.session import (Runner, RunnerChoice, RunnerDied, Staged, build_runners,
                                check_start, make_dirs, run_plan, stage_files)
+from . import instructions as ins
 from .inputs import check_options, verify_files
-from .stats import DEFAULT_CV_LIMIT
+from .precision import MIN_SAMPLES, StopRule, reached, samples_needed
 from .thermal import ThermalPolicy, cool_down, drift, require_sensor
 
 Progress = Callable[[str, int, int], None]
@@ -57,7 +62,10 @@ class BenchOptions:
     core: int | None = None
     protocol: Protocol = Protocol()
     blocks: int = 2
-    cv_limit: float = DEFAULT_CV_LIMIT
+    precision: float = 0.01              # stop when the median's 95 % CI is within +-1 %
+    max_seconds: float = 240.0           # ... or when this much measuring is spent
+    metric: str = "latency"              # or instructions: counted under callgrind, locally
+    counted_iterations: int = 3          # instructions: iterations counted per artifact
     parity: bool = True
     runner: RunnerChoice = RunnerChoice()   # which native runner build (default: the device's)
     transport: str = "auto"              # adb devices: auto, server or direct
@@ -66,6 +74,10 @@ class BenchOptions:
     thermal: ThermalPolicy = ThermalPolicy()
     lock_freq: bool = False              # rooted devices: pin the core's frequency at its top
     cleanup: bool = False                # also delete the device's cached files at the end
+
+    @property
+    def stop(self) -> StopRule:
+        return StopRule(self.precision, self.max_seconds)
 
 
 class BenchError(UserError):
@@ -78,6 +90,7 @@ class Measurement:
     runs: list[ModelRun] = field(default_factory=list)
     outputs: list[np.ndarray] | None = None
     failure: dict | None = None     # why this artifact has no result (runner died or hung)
+    counts: dict[str, list[int]] | None = None   # instructions: callgrind's, per iteration
 
 
 @dataclass
@@ -112,6 +125,8 @@ def bench(opts: BenchOptions, progress: Progress | None = None,
     check_options(opts)
     manifest = mf.read(folder)
     device = device or get_device(opts.device, opts.transport)
+    if opts.metric == "instructions":
+        _check_counting(device)
     asked = time.monotonic()
     device.acquire_lock(opts.wait_seconds)
     waited = time.monotonic() - asked
@@ -153,9 +168,15 @@ def _bench_locked(opts: BenchOptions, progress: Progress | None, device: Device,
             runner.identity["version_output"] = _with_reconnect(
                 run, device, "starting the runner",
                 lambda r=runner: check_start(device, r, staged.workdir))
-        _run_blocks(run, device, staged, progress)
+        if opts.metric == "instructions":
+            _count(run, device, staged, progress)
+        else:
+            measuring = time.monotonic()
+            _run_blocks(run, device, staged, progress)
+            _until_precise(run, device, staged, measuring, progress)
         if opts.parity:
-            done = [m for m in run.measurements if m.runs and m.failure is None]
+            done = [m for m in run.measurements
+                    if any(r.outputs for r in m.runs) and m.failure is None]
             _with_reconnect(run, device, "fetching outputs",
                             lambda: _fetch_outputs(device, done, staged.workdir))
     except KeyboardInterrupt:
@@ -175,25 +196,117 @@ def _run_blocks(run: BenchRun, device: Device, staged: Staged, progress: Progres
     selected = [m.artifact for m in run.measurements]
     plan = block_plan(selected, run.options.blocks)
     last = {fmt: i for i, (fmt, _) in enumerate(plan)}
-    policy = run.options.thermal
+    protocol = block_protocol(run.protocol, run.options.blocks)
     for index, (fmt, arts) in enumerate(plan):
         if progress:
             progress(f"block {index + 1}/{len(plan)}: {len(arts)} {fmt} artifacts", index,
                      len(plan))
-        guard = None
-        if policy.max_celsius is not None or policy.pause_seconds > 0:
-            guard = cool_down(device.state, policy)
-        block = _resilient_block(run, device, run.runners[fmt], arts, staged, index,
-                                 with_outputs=run.options.parity and last[fmt] == index)
+        _guarded_block(run, device, staged, fmt, arts, index, protocol,
+                       with_outputs=run.options.parity and last[fmt] == index)
+
+
+def _guarded_block(run: BenchRun, device: Device, staged: Staged, fmt: str,
+                   arts: list[Artifact], index: int, protocol: Protocol,
+                   with_outputs: bool, timeout: float | None = None) -> None:
+    """One block behind the thermal policy, with its drift checks."""
+    policy = run.options.thermal
+    guard = None
+    if policy.max_celsius is not None or policy.pause_seconds > 0:
+        guard = cool_down(device.state, policy)
+    block = _resilient_block(run, device, run.runners[fmt], arts, staged, index, protocol,
+                             with_outputs, timeout)
+    if block is not None:
+        block["thermal_guard"] = guard
+        block["drift"] = drift(DeviceState.from_dict(block["state_before"]),
+                               DeviceState.from_dict(block["state_after"]),
+                               run.choice.core, policy, guard)
+
+
+def _check_counting(device: Device) -> None:
+    if device.kind != "local":
+        raise BenchError(f"{option('metric')} instructions counts under valgrind on this "
+                         f"machine; {device.name} is a {device.kind} device, where valgrind "
+                         f"does not run: measure latency there (the default).")
+    counting.valgrind()
+
+
+def _count(run: BenchRun, device: Device, staged: Staged, progress: Progress | None) -> None:
+    """Instruction mode: one runner process per format under callgrind (``instructions.py``);
+    its dumps give each counted iteration's events."""
+    n = run.options.counted_iterations
+    by_path = {m.artifact.path: m for m in run.measurements}
+    formats = fmts.by_rank({m.artifact.format for m in run.measurements})
+    for index, fmt in enumerate(formats):
+        arts = [m.artifact for m in run.measurements if m.artifact.format == fmt]
+        if progress:
+            progress(f"counting {len(arts)} {fmt} artifacts under callgrind", index,
+                     len(formats))
+        prefix = ins.out_prefix(index)
+        runner = ins.counting_runner(run.runners[fmt], prefix)
+        protocol = ins.counting_protocol(run.protocol, n, fmt)
+        timeout = run.options.runner_timeout or len(arts) * (600 + 300 * n)
+        block = _resilient_block(run, device, runner, arts, staged, index, protocol,
+                                 with_outputs=run.options.parity, timeout=timeout)
         if block is not None:
-            block["thermal_guard"] = guard
-            block["drift"] = drift(DeviceState.from_dict(block["state_before"]),
-                                   DeviceState.from_dict(block["state_after"]),
-                                   run.choice.core, policy, guard)
+            done = [a.path for a in arts if by_path[a.path].failure is None]
+            for path, counts in ins.read_counts(staged.workdir, prefix, done, n).items():
+                by_path[path].counts = counts
+
+
+def _until_precise(run: BenchRun, device: Device, staged: Staged, started: float,
+                   progress: Progress | None) -> None:
+    """Stop on precision: more blocks, alternating between runners, for the artifacts whose
+    median is not yet known to ``--precision``, until ``--max-seconds`` of measuring is spent.
+    Each step asks for the iterations that should reach the target, as fits the budget."""
+    rule = run.options.stop
+    step = 0
+    while rule.active:
+        short = [m for m in run.measurements if m.runs and m.failure is None
+                 and not reached(_samples(m), rule)]
+        left = rule.max_seconds - (time.monotonic() - started)
+        if not short or left <= 0:
+            if short:
+                run.events.append(f"stop on precision: the {rule.max_seconds:.0f} s budget is "
+                                  f"spent; {len(short)} artifacts short of the target")
+            return
+        formats = fmts.by_rank({m.artifact.format for m in short})
+        for fmt in formats if step % 2 == 0 else formats[::-1]:
+            group = [m for m in short if m.artifact.format == fmt]
+            left = rule.max_seconds - (time.monotonic() - started)
+            if left <= 0:
+                break
+            protocol, timeout = _step_protocol(run, group, left)
+            index = len(run.blocks)
+            if progress:
+                progress(f"stop on precision, step {step + 1}: {len(group)} {fmt} artifacts, "
+                         f"{protocol.iterations} iterations", index, index + 1)
+            _guarded_block(run, device, staged, fmt, [m.artifact for m in group], index,
+                           protocol, with_outputs=False,
+                           timeout=run.options.runner_timeout or timeout)
+        step += 1
+
+
+def _step_protocol(run: BenchRun, group: list[Measurement], left: float
+                   ) -> tuple[Protocol, float]:
+    """The iterations the neediest artifact wants, scaled down to the seconds left, and a
+    generous timeout for them."""
+    rule = run.options.stop
+    need = max(samples_needed(_samples(m), rule) for m in group)
+    per_iteration = sum(float(np.median(_samples(m))) for m in group) / 1e3
+    overhead = len(group) * (run.protocol.warmup_seconds + 1.0)
+    need = max(MIN_SAMPLES, min(need, int((left - overhead) / per_iteration)))
+    rounds = max(1, math.ceil(run.protocol.rounds / max(1, run.options.blocks)))
+    protocol = replace(run.protocol, iterations=need, min_seconds=0.0, rounds=rounds)
+    return protocol, 60 + 10 * (need * per_iteration + overhead)
+
+
+def _samples(m: Measurement) -> np.ndarray:
+    return np.concatenate([r.samples_ms for r in m.runs])
 
 
 def _resilient_block(run: BenchRun, device: Device, runner: Runner, arts: list[Artifact],
-                     staged: Staged, index: int, with_outputs: bool) -> dict | None:
+                     staged: Staged, index: int, protocol: Protocol, with_outputs: bool,
+                     timeout: float | None = None) -> dict | None:
     """Run one block to the end despite faults (see the module docstring); returns its record,
     or None when every artifact in it failed."""
     by_path = {m.artifact.path: m for m in run.measurements}
@@ -203,8 +316,8 @@ def _resilient_block(run: BenchRun, device: Device, runner: Runner, arts: list[A
         tag = str(index) if attempt == 0 else f"{index}.{attempt}"
         attempt += 1
         try:
-            block, result = _run_block(device, runner, pending, staged, run.protocol,
-                                       run.options, tag, with_outputs)
+            block, result = _run_block(device, runner, pending, staged, protocol, tag,
+                                       with_outputs, timeout or run.options.runner_timeout)
         except LinkLost as exc:
             losses += 1
             if losses > 3:
@@ -308,14 +421,13 @@ def block_protocol(protocol: Protocol, blocks: int) -> Protocol:
 
 
 def _run_block(device: Device, runner: Runner, arts: list[Artifact], staged: Staged,
-               protocol: Protocol, opts: BenchOptions, tag: str,
-               with_outputs: bool) -> tuple[dict, RunResult]:
+               protocol: Protocol, tag: str, with_outputs: bool,
+               timeout: float | None) -> tuple[dict, RunResult]:
     models = [PlannedModel(a.path, staged.paths[a.path],
                            tuple(staged.paths[t.file] for t in a.inputs),
                            f"outputs/{a.path}" if with_outputs else None)
               for a in arts]
-    return run_plan(device, runner, models, block_protocol(protocol, opts.blocks),
-                    staged.workdir, tag, timeout=opts.runner_timeout)
+    return run_plan(device, runner, models, protocol, staged.workdir, tag, timeout=timeout)
 
 
 def _fetch_outputs(device: Device, measurements: list[Measurement], workdir: str) -> None:
@@ -324,7 +436,8 @@ def _fetch_outputs(device: Device, measurements: list[Measurement], workdir: str
     with tempfile.TemporaryDirectory(prefix="seaformer-outputs-") as tmp:
         for m in measurements:
             arrays = []
-            for i, record in enumerate(m.runs[-1].outputs):
+            written = next(r for r in reversed(m.runs) if r.outputs)    # the planned blocks'
+            for i, record in enumerate(written.outputs):
                 local = Path(tmp) / f"{m.artifact.path}.{i}.bin"
                 device.fetch(posixpath.join(workdir, record["path"]), local)
                 arrays.append(read_output(record, local))

@@ -3,7 +3,7 @@
 Timing samples are skewed (interrupts and cache misses only ever add time), so the median and
 trimmed mean are the figures to compare; the mean, std and CV describe the noise. The 95 % CI of
 the median uses order statistics and the binomial distribution, which assumes nothing about the
-shape of the distribution.
+shape of the distribution. Whether a result is stable is judged in ``precision.py``.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..export.records import Record
-
-DEFAULT_CV_LIMIT = 0.05
 
 
 @dataclass
@@ -31,10 +29,16 @@ class Summary(Record):
     cv: float                    # std / mean
     iqr: float
     median_ci95: tuple[float, float]
-    unstable: bool               # cv above the limit, or too few samples to judge
+    unstable: bool               # precision target missed, drift across rounds, or too few
+    precision: float | None = None     # half-width of median_ci95 reached, / median
+    target: float | None = None        # the precision asked for (0: none)
+    trend: dict | None = None          # precision.Trend across rounds
+    why: str | None = None             # why unstable, in words
+    slow_mode: dict | None = None      # noise.SlowMode: share of iterations in a slow mode
 
 
-def summarize(samples: np.ndarray, cv_limit: float = DEFAULT_CV_LIMIT) -> Summary:
+def summarize(samples: np.ndarray) -> Summary:
+    """The descriptive statistics; ``unstable`` only when too few samples to judge."""
     x = np.sort(np.asarray(samples, dtype=np.float64))
     n = len(x)
     if n == 0:
@@ -47,7 +51,8 @@ def summarize(samples: np.ndarray, cv_limit: float = DEFAULT_CV_LIMIT) -> Summar
         n=n, min=float(x[0]), median=float(np.median(x)), mean=mean,
         trimmed_mean=trimmed_mean(x, 0.1), p90=float(np.percentile(x, 90)),
         p99=float(np.percentile(x, 99)), std=std, cv=cv, iqr=float(q3 - q1),
-        median_ci95=median_ci(x, 0.95), unstable=bool(cv > cv_limit or n < 5))
+        median_ci95=median_ci(x, 0.95), unstable=n < 6,
+        why=f"only {n} samples, too few to judge" if n < 6 else None)
 
 
 def trimmed_mean(sorted_x: np.ndarray, cut: float) -> float:

@@ -41,8 +41,18 @@ def bench_cmd(
     cooldown: Annotated[float, typer.Option(
         help="Seconds the runner pauses before each artifact's block of timed iterations.")
                         ] = 0.0,
-    cv_limit: Annotated[float, typer.Option(help="CV above which a result is unstable.")
-                        ] = 0.05,
+    precision: Annotated[float, typer.Option(
+        help="Keep measuring each artifact until the 95 % CI of its median is within this "
+             "fraction of it (0.01: +-1 %); 0: the fixed protocol alone.")] = 0.01,
+    max_seconds: Annotated[float, typer.Option(
+        help="Most seconds of measuring (all blocks) spent reaching --precision; an artifact "
+             "still short of it is reported unstable.")] = 240.0,
+    metric: Annotated[str, typer.Option(
+        help="latency, or instructions: count each artifact's iterations under valgrind's "
+             "callgrind on this machine (instructions and simulated cache misses: repeatable "
+             "on a loaded machine, a proxy for the work done, not a latency).")] = "latency",
+    counted_iterations: Annotated[int, typer.Option(
+        help="--metric instructions: iterations counted per artifact.")] = 3,
     runner_target: RunnerTargetOpt = None, ndk: NdkOpt = None,
     executorch_prefix: PrefixOpt = None, runner: RunnerDirOpt = None,
     adb_transport: Annotated[str, typer.Option(
@@ -87,7 +97,9 @@ def bench_cmd(
     thermal = ThermalPolicy(max_celsius=max_temp, max_wait_seconds=max_temp_wait,
                             pause_seconds=block_pause)
     options = dict(device=device, formats=csv(formats), precisions=csv(precisions), core=core,
-                   protocol=protocol, blocks=blocks, cv_limit=cv_limit,
+                   protocol=protocol, blocks=blocks, precision=precision,
+                   max_seconds=max_seconds, metric=metric.strip().lower(),
+                   counted_iterations=counted_iterations,
                    runner=runner_choice(runner_target, ndk, executorch_prefix, runner),
                    transport=adb_transport, runner_timeout=runner_timeout, wait_seconds=wait,
                    lock_freq=lock_freq, cleanup=cleanup, thermal=thermal)

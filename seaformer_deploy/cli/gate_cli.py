@@ -37,8 +37,12 @@ def gate_cmd(
     units: Annotated[Optional[str], typer.Option(
         help="Comma-separated units: model, stem, context, spatial, head (default: all).")
     ] = None,
-    min_effect: Annotated[float, typer.Option(
-        help="Smallest slowdown that is a regression (0.05 = 5 %).")] = 0.05,
+    min_effect: Annotated[Optional[float], typer.Option(
+        help="Smallest slowdown that is a regression (default 0.05 = 5 % of latency; 0.005 of "
+             "instruction counts).")] = None,
+    metric: Annotated[Optional[str], typer.Option(
+        help="A/B: latency (default) or instructions (both sides counted under callgrind on "
+             "this machine; see bench --metric). Reports: checks what they hold.")] = None,
     alpha: Annotated[float, typer.Option(help="One-sided significance level of the rank test.")
                      ] = 0.01,
     unstable_is_failure: Annotated[bool, typer.Option(
@@ -73,6 +77,7 @@ def gate_cmd(
         ab=ab, baseline_artifacts=baseline_artifacts, candidate_artifacts=candidate_artifacts,
         device=device, formats=selected(formats), precisions=selected(precisions),
         units=selected(units), min_effect=min_effect, alpha=alpha,
+        metric=metric.strip().lower() if metric else None,
         unstable_is_failure=unstable_is_failure, core=core, blocks=blocks, rounds=rounds,
         iterations=iterations, warmup_iterations=warmup,
         runner=runner_choice(runner_target, ndk, executorch_prefix, runner), wait_seconds=wait,

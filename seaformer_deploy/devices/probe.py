@@ -29,6 +29,11 @@ for c in "$R"/sys/devices/system/cpu/cpu[0-9]*; do
 done
 for z in "$R"/sys/class/thermal/thermal_zone[0-9]*; do dump "$z"/type "$z"/temp; done
 dump "$R"/sys/class/power_supply/battery/temp "$R"/proc/loadavg "$R"/proc/cpuinfo
+# CPU time per core (steal, other work) and runnable tasks, for the noise diagnosis; only the
+# cpu and procs lines: a phone's intr line alone holds thousands of counters.
+if [ -r "$R"/proc/stat ]; then
+  printf '\n@@@ /proc/stat\n'; grep -E '^(cpu[0-9]* |procs_)' "$R"/proc/stat 2>/dev/null
+fi
 printf '\n@@@ uname\n'; uname -srm 2>/dev/null
 """
 
@@ -176,13 +181,18 @@ class DeviceState:
     thermal_c: dict[str, float] = field(default_factory=dict)
     battery_c: float | None = None
     loadavg: tuple[float, float, float] | None = None
+    # /proc/stat per CPU: user nice system idle iowait irq softirq steal (clock ticks)
+    cpu_ticks: dict[int, list[int]] = field(default_factory=dict)
+    procs_running: int | None = None     # runnable tasks, the reading shell included
 
     def to_dict(self) -> dict:
         return {"time": self.time, "governors": {str(k): v for k, v in self.governors.items()},
                 "cur_khz": {str(k): v for k, v in self.cur_khz.items()},
                 "scaling_khz": {str(k): list(v) for k, v in self.scaling_khz.items()},
                 "thermal_c": self.thermal_c, "battery_c": self.battery_c,
-                "loadavg": list(self.loadavg) if self.loadavg else None}
+                "loadavg": list(self.loadavg) if self.loadavg else None,
+                "cpu_ticks": {str(k): v for k, v in self.cpu_ticks.items()},
+                "procs_running": self.procs_running}
 
     @classmethod
     def from_dict(cls, raw: dict) -> DeviceState:
@@ -192,7 +202,9 @@ class DeviceState:
                    cur_khz={int(k): v for k, v in raw["cur_khz"].items()},
                    scaling_khz={int(k): tuple(v) for k, v in raw["scaling_khz"].items()},
                    thermal_c=dict(raw["thermal_c"]), battery_c=raw["battery_c"],
-                   loadavg=tuple(raw["loadavg"]) if raw["loadavg"] else None)
+                   loadavg=tuple(raw["loadavg"]) if raw["loadavg"] else None,
+                   cpu_ticks={int(k): list(v) for k, v in raw.get("cpu_ticks", {}).items()},
+                   procs_running=raw.get("procs_running"))
 
     def max_temperature(self) -> float | None:
         temps = list(self.thermal_c.values()) + ([self.battery_c] if self.battery_c else [])
@@ -222,7 +234,23 @@ def device_state(files: dict[str, str]) -> DeviceState:
     load = files.get("/proc/loadavg", "").split()
     if len(load) >= 3:
         state.loadavg = (float(load[0]), float(load[1]), float(load[2]))
+    state.cpu_ticks, state.procs_running = _proc_stat(files.get("/proc/stat", ""))
     return state
+
+
+def _proc_stat(text: str) -> tuple[dict[int, list[int]], int | None]:
+    """Per-CPU ticks (the first eight fields: guest time is already in user) and
+    procs_running; kernels before 2.6.11 have no steal field, taken as 0."""
+    ticks: dict[int, list[int]] = {}
+    running = None
+    for line in text.splitlines():
+        name, *values = line.split()
+        if re.fullmatch(r"cpu\d+", name) and all(v.isdigit() for v in values[:8]):
+            fields = [int(v) for v in values[:8]]
+            ticks[int(name[3:])] = fields + [0] * (8 - len(fields))
+        elif name == "procs_running" and values and values[0].isdigit():
+            running = int(values[0])
+    return ticks, running
 
 
 def _millidegrees(value: int) -> float:

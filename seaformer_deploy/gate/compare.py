@@ -23,7 +23,7 @@ from ..reports.files import as_report
 from ..export.records import Manifest
 from ..reports.records import ExportInfo, Measured, Report
 from .stats import Shift, latency_problem, unpaired_shift
-from .verdict import INCOMPARABLE, UNSTABLE, Rule, decide, exit_code
+from .verdict import INCOMPARABLE, UNSTABLE, Rule, decide, decide_counts, exit_code
 
 
 class GateError(UserError):
@@ -72,6 +72,7 @@ class GateResult:
     candidate: dict
     notes: list[str] = field(default_factory=list)
     unstable_is_failure: bool = False
+    metric: str = "latency"          # or instructions: rows compare callgrind's counts
 
     @property
     def exit_code(self) -> int:
@@ -106,7 +107,8 @@ def compare_reports(baseline: Report | dict, candidate: Report | dict, rule: Rul
         raise GateError(f"no artifact of either report matches {option('formats')}/"
                         f"{option('precisions')}/{option('units')}.")
     result = GateResult("reports", rule, rows, identity(baseline, sources[0]),
-                        identity(candidate, sources[1]), unstable_is_failure=unstable_is_failure)
+                        identity(candidate, sources[1]), unstable_is_failure=unstable_is_failure,
+                        metric=candidate.metric if not mismatch else "latency")
     result.notes += _parity_notes(candidate)
     return result
 
@@ -123,6 +125,10 @@ def _check_usable(report: Report, name: str, source: str) -> None:
         raise GateError(f"the {name} report {source} measured no artifact ({why}): there is "
                         f"nothing to gate. Re-run the benchmark.")
     for i, art in enumerate(report.artifacts):
+        if report.metric == "instructions" and not (art.counts and art.counts.get("Ir")):
+            raise GateError(f"the {name} report {source}: artifacts[{i}] ({art.path}) has no "
+                            f"instruction counts, though the report's metric is instructions; "
+                            f"the report is damaged. Re-run the benchmark.")
         if problem := latency_problem(art.samples_ms):
             raise GateError(f"the {name} report {source}: artifacts[{i}].samples_ms "
                             f"({art.path}) {problem}; a latency is a finite number of "
@@ -143,6 +149,8 @@ def _row(path: str, a: Measured | None, b: Measured | None, mismatch: str, basel
         row.reason = _missing_reason(path, meta.format, "candidate", candidate, baseline)
     elif runtimes := runtime_mismatch(baseline, candidate, meta.format):
         row.reason = runtimes
+    elif candidate.metric == "instructions":
+        row.verdict, row.reason, row.shift = decide_counts(a.counts["Ir"], b.counts["Ir"], rule)
     elif (n := min(len(a.samples_ms), len(b.samples_ms))) < 2:
         # The rank test needs two values per side; with fewer nothing can be decided.
         row.verdict = UNSTABLE
@@ -170,6 +178,9 @@ def _missing_reason(path: str, fmt: str, side: str, lacking: Report, other: Repo
 def report_mismatch(a: Report, b: Report) -> str:
     """Why two reports cannot be compared at all, or '' when they can (runtimes are compared
     per artifact format: see ``runtime_mismatch``)."""
+    if a.metric != b.metric:
+        return (f"metric: {a.metric} vs {b.metric}: instruction counts and latencies measure "
+                f"different things; bench both sides with the same --metric")
     fa, fb = a.device.fingerprint.fields, b.device.fingerprint.fields
     problems = [f"device {key}: {fa.get(key)!r} vs {fb.get(key)!r}"
                 for key in sorted(fa.keys() | fb.keys())

@@ -17,6 +17,7 @@ SCHEMA_VERSION = 1
 VERDICT = "verdict.json"
 MODES = {"reports": "two reports (unpaired: Mann-Whitney U on the raw iterations)",
          "ab": "interleaved A/B (paired rounds: Wilcoxon signed-rank)"}
+COUNTED = "instruction counts (callgrind, deterministic: medians compared directly)"
 OUTCOMES = {EXIT_PASS: "PASS", EXIT_REGRESSION: "FAIL (regression)",
             EXIT_ERROR: "ERROR (incomparable)", EXIT_UNSTABLE: "UNDECIDED (unstable)"}
 
@@ -30,6 +31,10 @@ def outcome(result: GateResult) -> str:
 
 def rule_text(result: GateResult) -> str:
     rule = result.rule
+    if result.metric == "instructions":
+        return (f"REGRESSION when the candidate's median instructions per iteration exceed the "
+                f"baseline's by {rule.min_effect:.1%} or more (callgrind counts: no statistics, "
+                f"UNSTABLE when counted iterations differ by over a quarter of that)")
     return (f"REGRESSION when the candidate is slower at one-sided p < {rule.alpha:g} and a "
             f"slowdown of {rule.min_effect:.0%} or more lies inside the "
             f"{rule.confidence:.0%} interval of the latency ratio")
@@ -37,13 +42,16 @@ def rule_text(result: GateResult) -> str:
 
 def markdown(result: GateResult) -> str:
     b, c = result.baseline, result.candidate
+    counted = result.metric == "instructions"
+    mode = COUNTED if counted else MODES[result.mode]
+    unit, scale, digits = ("M instr.", 1e-6, 3) if counted else ("ms", 1.0, 3)
     lines = [f"### seaformer-deploy gate: {outcome(result)} (exit {result.exit_code})", "",
              f"{b['model']} {'x'.join(map(str, b['input_size']))} ({b['output']}) on "
-             f"{b['device']}, {MODES[result.mode]}.  ",
+             f"{b['device']}, {mode}.  ",
              f"baseline: `{b['source']}`; candidate: `{c['source']}`.  ",
              f"Rule: {rule_text(result)}.", "",
-             "| artifact | baseline ms | candidate ms | change | interval | p slower | n | "
-             "verdict | reason |",
+             f"| artifact | baseline {unit} | candidate {unit} | change | interval | p slower | "
+             f"n | verdict | reason |",
              "|---|--:|--:|--:|--:|--:|--:|---|---|"]
     for row in result.rows:
         s = row.shift
@@ -51,9 +59,12 @@ def markdown(result: GateResult) -> str:
             lines.append(f"| {row.artifact} | | | | | | | **{row.verdict}** | {row.reason} |")
             continue
         lines.append(
-            f"| {row.artifact} | {s.baseline_median_ms:.3f} | {s.candidate_median_ms:.3f} | "
-            f"{100 * (s.ratio - 1):+.1f} % | {100 * (s.ci_low - 1):+.1f} .. "
-            f"{100 * (s.ci_high - 1):+.1f} % | {s.p_slower:.2g} | "
+            f"| {row.artifact} | {scale * s.baseline_median_ms:.{digits}f} | "
+            f"{scale * s.candidate_median_ms:.{digits}f} | "
+            f"{100 * (s.ratio - 1):+.{2 if counted else 1}f} % | "
+            f"{100 * (s.ci_low - 1):+.{2 if counted else 1}f} .. "
+            f"{100 * (s.ci_high - 1):+.{2 if counted else 1}f} % | "
+            f"{'-' if counted else format(s.p_slower, '.2g')} | "
             f"{min(s.n_baseline, s.n_candidate)} | **{row.verdict}** | {row.reason} |")
     lines += [f"- note: {n}" for n in result.notes]
     return "\n".join(lines) + "\n"
@@ -64,7 +75,8 @@ def document(result: GateResult, extra: dict | None = None) -> dict:
     return {"schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "command": mf.command_line(), "tools": mf.tool_versions(),
-            "mode": result.mode, "outcome": outcome(result), "exit_code": result.exit_code,
+            "mode": result.mode, "metric": result.metric, "outcome": outcome(result),
+            "exit_code": result.exit_code,
             "exit_codes": {"0": "pass (or improvement)", "1": "regression",
                            "2": "error or incomparable", "3": "unstable"},
             "rule": {**result.rule.to_dict(), "text": rule_text(result),

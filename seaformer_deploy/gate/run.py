@@ -12,12 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..bench.instructions import METRICS
 from ..errors import option
 from ..export import formats as fmts
 from ..runners.session import RunnerChoice
 from . import baselines as bl
 from .compare import GateError, GateResult, Selection
-from .verdict import Rule
+from .verdict import INSTRUCTION_EFFECT, Rule
 
 Progress = Callable[[str, int, int], None]
 AB_FORMATS = (fmts.PTE.name,)                # what an A/B run gates unless told otherwise
@@ -35,8 +36,9 @@ class GateOptions:
     formats: tuple[str, ...] | None = None   # None: all in reports; AB_FORMATS in A/B
     precisions: tuple[str, ...] | None = None
     units: tuple[str, ...] | None = None
-    min_effect: float = Rule.min_effect
+    min_effect: float | None = None          # None: 5 % of latency, 0.5 % of instructions
     alpha: float = Rule.alpha
+    metric: str | None = None                # A/B: latency (default) or instructions
     unstable_is_failure: bool = False
     core: int | None = None                  # A/B: the CPU to pin (None: the fastest)
     blocks: int = 4                          # A/B: runner processes
@@ -65,25 +67,35 @@ def run_gate(opts: GateOptions, progress: Progress | None = None) -> GateOutcome
     unwritable destinations fail before any report is read or anything is measured."""
     from .output import check_destinations, write
 
-    rule = _rule(opts)
+    rule = _rule(opts)                       # checked before anything is read or measured
+    if opts.metric not in (None, *METRICS):
+        raise GateError(f"{option('metric')} {opts.metric!r}: must be one of "
+                        f"{', '.join(METRICS)}.")
     if opts.out is not None:
         check_destinations(opts.out, opts.json_out)
     elif opts.json_out is not None:
         raise GateError(f"{option('json_out')} copies the verdict written under "
                         f"{option('out')}: pass {option('out')} too.")
-    result, extra = _ab(opts, rule, progress) if opts.ab else (_reports(opts, rule), None)
+    if opts.ab and opts.metric == "instructions":
+        result, extra = _counted_ab(opts, progress)
+    elif opts.ab:
+        result, extra = _ab(opts, rule, progress)
+    else:
+        result, extra = _reports(opts), None
     folder = write(result, opts.out, opts.json_out, extra) if opts.out is not None else None
     return GateOutcome(result, folder)
 
 
-def _rule(opts: GateOptions) -> Rule:
+def _rule(opts: GateOptions, metric: str = "latency") -> Rule:
+    default = INSTRUCTION_EFFECT if metric == "instructions" else Rule.min_effect
+    effect = opts.min_effect if opts.min_effect is not None else default
     try:
-        return Rule(alpha=opts.alpha, min_effect=opts.min_effect)
+        return Rule(alpha=opts.alpha, min_effect=effect)
     except ValueError as exc:
         raise GateError(f"{exc}; see {option('alpha')} and {option('min_effect')}.") from None
 
 
-def _reports(opts: GateOptions, rule: Rule) -> GateResult:
+def _reports(opts: GateOptions) -> GateResult:
     from ..reports import read_report
     from .compare import compare_reports
 
@@ -95,23 +107,61 @@ def _reports(opts: GateOptions, rule: Rule) -> GateResult:
                         f"or rely on the committed baseline), or {option('ab')} with two "
                         f"export folders.")
     candidate = read_report(opts.candidate)
+    if opts.metric is not None and opts.metric != candidate.metric:
+        raise GateError(f"{option('metric')} {opts.metric}: the candidate report "
+                        f"{opts.candidate} holds {candidate.metric}; the gate compares what the "
+                        f"reports measured (drop {option('metric')}, or bench with it).")
     base_path = opts.baseline if opts.baseline is not None else bl.find(candidate,
                                                                          opts.baselines)
     selection = Selection(opts.formats, opts.precisions, opts.units)
-    return compare_reports(read_report(base_path), candidate, rule, selection,
-                           (str(base_path), str(opts.candidate)), opts.unstable_is_failure)
+    return compare_reports(read_report(base_path), candidate, _rule(opts, candidate.metric),
+                           selection, (str(base_path), str(opts.candidate)),
+                           opts.unstable_is_failure)
 
 
-def _ab(opts: GateOptions, rule: Rule, progress: Progress | None) -> tuple[GateResult, dict]:
+def _counted_ab(opts: GateOptions, progress: Progress | None) -> tuple[GateResult, dict]:
+    """A/B on instruction counts: both export folders counted under callgrind, one after the
+    other (counts do not drift, so nothing needs interleaving), then compared."""
+    from ..bench.run import BenchOptions, bench
+    from ..reports import build_report
     from ..runners.choice import check_runner_choice
-    from .ab import ABOptions, gate_ab, measurements, run_ab
+    from .compare import compare_reports
 
+    _check_ab_folders(opts)
+    selection = Selection(opts.formats or AB_FORMATS, opts.precisions or AB_PRECISIONS,
+                          opts.units)
+    reports = []
+    for side, folder in (("baseline", opts.baseline_artifacts),
+                         ("candidate", opts.candidate_artifacts)):
+        side_progress = ((lambda step, done, total, side=side:
+                          progress(f"{side}: {step}", done, total)) if progress else None)
+        run = bench(BenchOptions(folder, device=opts.device, formats=selection.formats,
+                                 precisions=selection.precisions, core=opts.core,
+                                 metric="instructions", counted_iterations=opts.iterations,
+                                 runner=check_runner_choice(opts.runner),
+                                 wait_seconds=opts.wait_seconds), side_progress)
+        reports.append(build_report(run))
+    result = compare_reports(reports[0], reports[1], _rule(opts, "instructions"), selection,
+                             (str(opts.baseline_artifacts), str(opts.candidate_artifacts)),
+                             opts.unstable_is_failure)
+    result.mode = "ab"
+    return result, {"reports": reports}
+
+
+def _check_ab_folders(opts: GateOptions) -> None:
     if opts.baseline is not None or opts.candidate is not None:
         raise GateError(f"{option('ab')} measures two export folders now; {option('baseline')} "
                         f"and {option('candidate')} take reports: use one mode or the other.")
     if opts.baseline_artifacts is None or opts.candidate_artifacts is None:
         raise GateError(f"{option('ab')} needs {option('baseline_artifacts')} DIR and "
                         f"{option('candidate_artifacts')} DIR (export folders).")
+
+
+def _ab(opts: GateOptions, rule: Rule, progress: Progress | None) -> tuple[GateResult, dict]:
+    from ..runners.choice import check_runner_choice
+    from .ab import ABOptions, gate_ab, measurements, run_ab
+
+    _check_ab_folders(opts)
     selection = Selection(opts.formats or AB_FORMATS, opts.precisions or AB_PRECISIONS,
                           opts.units)
     ab = ABOptions(opts.baseline_artifacts, opts.candidate_artifacts, opts.device, selection,

@@ -39,7 +39,8 @@ class LatencyError(UserError, ValueError):
 class Shift:
     """Candidate relative to baseline."""
 
-    design: str                  # "paired" or "unpaired"
+    design: str                  # "paired", "unpaired", or "counted" (instructions: the
+    #                              medians below are then instructions per iteration)
     n_baseline: int
     n_candidate: int
     ratio: float                 # Hodges-Lehmann estimate of candidate / baseline

@@ -15,11 +15,18 @@ confidence interval (so ``lo > 1`` exactly when the one-sided test says "slower"
   smaller one is noted).
 
 INCOMPARABLE is decided before any statistics (see ``compare.py``).
+
+Instruction counts (``bench --metric instructions``) need no statistics: callgrind counts the
+same work the same way, so ``decide_counts`` compares the medians directly, against a smaller
+minimum effect (``INSTRUCTION_EFFECT``), and calls a result UNSTABLE only when the counted
+iterations themselves disagree by more than a quarter of it.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+
+import numpy as np
 
 from .stats import Shift
 
@@ -28,6 +35,7 @@ PASS, REGRESSION, IMPROVEMENT, UNSTABLE, INCOMPARABLE = (
 VERDICTS = (PASS, REGRESSION, IMPROVEMENT, UNSTABLE, INCOMPARABLE)
 
 EXIT_PASS, EXIT_REGRESSION, EXIT_ERROR, EXIT_UNSTABLE = 0, 1, 2, 3
+INSTRUCTION_EFFECT = 0.005       # default minimum effect on instruction counts (0.5 %)
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,28 @@ def decide(shift: Shift, rule: Rule) -> tuple[str, str]:
     if shift.ci_low > 1:
         return PASS, f"slower by {change} ({interval}), below the {rule.min_effect:.0%} minimum"
     return PASS, f"{change} ({interval})"
+
+
+def decide_counts(baseline: list[int], candidate: list[int], rule: Rule) -> tuple[str, str, Shift]:
+    """The verdict on two sides' instructions per iteration: medians compared directly.
+    The interval is the range of candidate/baseline over every pair of counted iterations."""
+    a, b = np.asarray(baseline, dtype=np.float64), np.asarray(candidate, dtype=np.float64)
+    ma, mb = float(np.median(a)), float(np.median(b))
+    ratio = mb / ma
+    low, high = float(b.min() / a.max()), float(b.max() / a.min())
+    shift = Shift("counted", len(a), len(b), ratio, low, high, 1.0,
+                  0.0 if low > 1 else 1.0, 0.0 if high < 1 else 1.0, ma, mb)
+    spread = max(float((x.max() - x.min()) / np.median(x)) for x in (a, b))
+    change = _pct(ratio)
+    if spread > rule.min_effect / 4:
+        return UNSTABLE, (f"counted iterations differ by {100 * spread:.2f} %, too much to "
+                          f"resolve a {rule.min_effect:.1%} change"), shift
+    up, down = 1 + rule.min_effect, 1 / (1 + rule.min_effect)
+    if ratio >= up:
+        return REGRESSION, f"{change} instructions per iteration", shift
+    if ratio <= down:
+        return IMPROVEMENT, f"{change} instructions per iteration", shift
+    return PASS, f"{change} instructions, within {rule.min_effect:.1%}", shift
 
 
 def exit_code(verdicts: list[str], unstable_is_failure: bool = False) -> int:

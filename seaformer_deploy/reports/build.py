@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import numpy as np
 
 from ..bench.run import BenchRun, Measurement
-from ..bench.stats import summarize
+from ..bench.noise import SlowMode, diagnose, slow_mode
+from ..bench.precision import StopRule, judge
 from ..devices import device_fingerprint
 from ..export import manifest as mf
 from ..export.parity import device_parity
@@ -37,7 +39,11 @@ def build(run: BenchRun) -> Report:
         device=Device(**run.info.to_dict(), core=Core(run.choice.core, run.choice.reason),
                       profile=run.profile, fingerprint=Fingerprint(**fingerprint(run))),
         protocol={**_protocol(run), "blocks": run.options.blocks,
-                  "cv_limit": run.options.cv_limit, "thermal": run.options.thermal.to_dict(),
+                  "precision": _rule(run).precision,
+                  "max_seconds": run.options.stop.max_seconds, "metric": run.options.metric,
+                  **({"counted_iterations": run.options.counted_iterations}
+                     if run.options.metric == "instructions" else {}),
+                  "thermal": run.options.thermal.to_dict(),
                   "frequency_lock": run.frequency_lock},
         runners={fmt: r.identity for fmt, r in run.runners.items()},
         export=ExportInfo(folder=str(run.folder), model=manifest.model, input=manifest.input,
@@ -46,9 +52,12 @@ def build(run: BenchRun) -> Report:
                           manifest_sha256=mf.sha256_path(run.folder / mf.MANIFEST),
                           export_tools=manifest.tools),
         blocks=run.blocks, artifacts=artifacts, failures=_failures(run),
-        components=component_breakdown(artifacts),
+        components=component_breakdown(artifacts) if run.options.metric == "latency" else [],
         paper=PAPER_FIG10 if manifest.model.name == PAPER_FIG10.model else None,
-        events=run.events, warnings=_warnings(run, artifacts))
+        events=run.events, warnings=_warnings(run, artifacts),
+        noise=diagnose(run.blocks, run.choice.core,
+                       [(a.stats.n, SlowMode.from_dict(a.stats.slow_mode)) for a in artifacts]),
+        metric=run.options.metric)
 
 
 def _failures(run: BenchRun) -> list[Failure]:
@@ -71,19 +80,33 @@ def _artifact(run: BenchRun, m: Measurement) -> Measured:
     art = m.artifact
     samples = np.concatenate([r.samples_ms for r in m.runs])
     cpus = np.concatenate([r.cpus for r in m.runs])
+    blocks = np.concatenate([np.full(len(r.samples_ms), b) for b, r in enumerate(m.runs)])
+    rounds = np.concatenate([r.rounds for r in m.runs])
     return Measured(
         path=art.path, unit=art.unit, format=art.format, precision=art.precision,
         sha256=art.sha256, bytes=art.bytes,
         samples_ms=[round(float(v), 6) for v in samples],
         cpus=[int(c) for c in cpus],
-        blocks=[b for b, r in enumerate(m.runs) for _ in range(len(r.samples_ms))],
-        rounds=[int(v) for r in m.runs for v in r.rounds],
+        blocks=[int(b) for b in blocks], rounds=[int(v) for v in rounds],
         cpu_ok=bool(np.all(cpus == run.choice.core)),
         load_ms=[round(r.load_ms, 3) for r in m.runs],
         warmup_iterations=[r.warmup_iterations for r in m.runs],
         rss_after_load_kb=max(r.rss_after_load_kb for r in m.runs),
-        stats=summarize(samples, run.options.cv_limit),
-        parity=device_parity(art, m.outputs, run.folder) if m.outputs is not None else None)
+        stats=_stats(samples, blocks, rounds, run),
+        parity=device_parity(art, m.outputs, run.folder) if m.outputs is not None else None,
+        counts=m.counts)
+
+
+def _rule(run: BenchRun) -> StopRule:
+    """Instruction mode has no precision target: its timings are valgrind's, not latencies."""
+    return replace(run.options.stop, precision=0.0) if run.options.metric != "latency" \
+        else run.options.stop
+
+
+def _stats(samples: np.ndarray, blocks: np.ndarray, rounds: np.ndarray, run: BenchRun):
+    stats = judge(samples, blocks, rounds, _rule(run))
+    stats.slow_mode = slow_mode(samples).to_dict()
+    return stats
 
 
 def component_breakdown(artifacts: list[Measured]) -> list[Breakdown]:
@@ -118,10 +141,7 @@ def _warnings(run: BenchRun, artifacts: list[Measured]) -> list[str]:
             found.append(f"{a.path}: iterations ran on CPU {others}, not only on "
                          f"{run.choice.core}")
         if a.stats.unstable:
-            cv, limit = a.stats.cv, run.options.cv_limit
-            why = (f"CV {100 * cv:.1f} % > {100 * limit:.0f} %" if cv > limit
-                   else f"only {a.stats.n} samples, too few to judge stability")
-            found.append(f"{a.path}: unstable ({why})")
+            found.append(f"{a.path}: unstable ({a.stats.why})")
         if a.parity is not None and not a.parity.passed:
             found.append(f"{a.path}: on-device parity failed: {'; '.join(a.parity.failures)}")
     if run.profile:

@@ -14,6 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+from ..bench.noise import Noise
 from ..bench.stats import Summary
 from ..export.records import Input, Model, Output, Parity, Record, Sample
 
@@ -86,6 +89,13 @@ class Measured(Record):
     rss_after_load_kb: int
     stats: Summary
     parity: Parity | None
+    # metric instructions: callgrind's events per counted iteration (Ir, I1mr, D1mr, ...);
+    # samples_ms then hold the runner's timings under valgrind, not the program's latency
+    counts: dict[str, list[int]] | None = None
+
+    def instructions(self) -> float | None:
+        """The median instructions per iteration (instruction mode)."""
+        return float(np.median(self.counts["Ir"])) if self.counts else None
 
 
 @dataclass
@@ -154,6 +164,8 @@ class Report(Record):
     events: list[str]
     warnings: list[str]
     failures: list[Failure] = field(default_factory=list)
+    noise: Noise | None = None        # where the timing noise came from
+    metric: str = "latency"           # or instructions (bench --metric): what was measured
 
     def formats(self) -> set[str]:
         return {a.format for a in self.artifacts}

@@ -13,7 +13,7 @@ from rich.text import Text
 
 from .files import as_report
 from .records import COMPONENTS, Report
-from .summary import component_rows, latency_rows
+from .summary import component_rows, measurement_table
 
 
 def render(report: Report | dict, console: Console) -> None:
@@ -26,11 +26,11 @@ def render(report: Report | dict, console: Console) -> None:
         highlight=False)
     console.print(Text(f"core choice: {dev.core.reason}; fingerprint "
                        f"{dev.fingerprint.digest}"), highlight=False)
-    table = Table(title="latency (ms)", box=box.SIMPLE_HEAD)
-    for col in ("artifact", "median", "95% CI", "trimmed", "p90", "p99", "CV", "n",
-                "on core", "parity"):
+    columns, rows, title = measurement_table(report)
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    for col in columns:
         table.add_column(col, justify="left" if col == "artifact" else "right", no_wrap=True)
-    for row in latency_rows(report):
+    for row in rows:
         table.add_row(*map(Text, row))
     console.print(table)
     if report.components:
@@ -40,5 +40,8 @@ def render(report: Report | dict, console: Console) -> None:
         for row in component_rows(report):
             comps.add_row(*map(Text, row))
         console.print(comps)
+    if report.noise:
+        console.print(Text.assemble(("noise:", "bold"), " ", report.noise.diagnosis),
+                      highlight=False)
     for line in report.events + report.warnings:
         console.print(Text.assemble(("warning:", "yellow"), " ", line), highlight=False)

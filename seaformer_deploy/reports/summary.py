@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from .records import COMPONENTS, Report
 
 
@@ -14,18 +16,59 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
+LATENCY_COLUMNS = ("artifact", "median", "95% CI", "+-", "trimmed mean", "p90", "p99", "CV", "n",
+                   "on core", "on-device parity")
+
+
+def _precision(s) -> str:
+    """The half-width of the median's CI reached, ! when the result is unstable."""
+    reached = "-" if s.precision is None else f"{100 * s.precision:.1f}%"
+    return reached + ("!" if s.unstable else "")
+
+
 def latency_rows(report: Report) -> list[list[str]]:
     rows = []
     for a in report.artifacts:
-        s, parity = a.stats, a.parity
-        verdict = "-" if parity is None else ("pass" if parity.passed else "FAIL")
-        psnr = parity.worst.psnr_db if parity else None
+        s = a.stats
         lo, hi = s.median_ci95
-        rows.append([a.path, _ms(s.median), f"{lo:.3g}-{hi:.3g}", _ms(s.trimmed_mean),
-                     _ms(s.p90), _ms(s.p99), f"{100 * s.cv:.1f}%" + ("!" if s.unstable else ""),
-                     str(s.n), "yes" if a.cpu_ok else "NO",
-                     f"{verdict}" + (f" {psnr:.0f}dB" if psnr is not None else "")])
+        rows.append([a.path, _ms(s.median), f"{lo:.3g}-{hi:.3g}", _precision(s),
+                     _ms(s.trimmed_mean), _ms(s.p90), _ms(s.p99), f"{100 * s.cv:.1f}%",
+                     str(s.n), "yes" if a.cpu_ok else "NO", _parity_cell(a)])
     return rows
+
+
+COUNT_COLUMNS = ("artifact", "instructions (M)", "spread", "I1 misses (k)", "D1 misses (k)",
+                 "LL misses (k)", "n", "on-device parity")
+
+
+def count_rows(report: Report) -> list[list[str]]:
+    """Instruction mode: callgrind's events per counted iteration (medians)."""
+    rows = []
+    for a in report.artifacts:
+        c = {event: float(np.median(v)) for event, v in a.counts.items()}
+        ir = a.counts["Ir"]
+        spread = (max(ir) - min(ir)) / c["Ir"] if c["Ir"] else 0.0
+        rows.append([a.path, f"{c['Ir'] / 1e6:.3f}", f"{100 * spread:.3f}%",
+                     f"{c.get('I1mr', 0) / 1e3:.1f}",
+                     f"{(c.get('D1mr', 0) + c.get('D1mw', 0)) / 1e3:.1f}",
+                     f"{(c.get('ILmr', 0) + c.get('DLmr', 0) + c.get('DLmw', 0)) / 1e3:.1f}",
+                     str(len(ir)), _parity_cell(a)])
+    return rows
+
+
+def _parity_cell(a) -> str:
+    parity = a.parity
+    if parity is None:
+        return "-"
+    psnr = parity.worst.psnr_db
+    return ("pass" if parity.passed else "FAIL") + (f" {psnr:.0f}dB" if psnr is not None else "")
+
+
+def measurement_table(report: Report) -> tuple[tuple[str, ...], list[list[str]], str]:
+    """The report's main table (columns, rows, title) for its metric."""
+    if report.metric == "instructions":
+        return COUNT_COLUMNS, count_rows(report), "instructions per iteration (callgrind)"
+    return LATENCY_COLUMNS, latency_rows(report), "latency (ms)"
 
 
 def component_rows(report: Report) -> list[list[str]]:
@@ -63,6 +106,13 @@ def _runner_lines(runners: dict) -> list[str]:
     return lines
 
 
+def _stop_rule(proto: dict) -> str:
+    if not proto.get("precision"):
+        return ""
+    return (f"; then more blocks until the median's 95 % CI is within "
+            f"+-{100 * proto['precision']:g} % (at most {proto['max_seconds']:g} s of measuring)")
+
+
 def markdown(report: Report) -> str:
     exp, dev, proto = report.export, report.device, report.protocol
     size = "x".join(map(str, exp.input.size))
@@ -77,14 +127,22 @@ def markdown(report: Report) -> str:
              f"- protocol: {proto['threads']} thread, warm-up >= {proto['warmup_iterations']} "
              f"iterations and {proto['warmup_seconds']} s, timed >= {proto['iterations']} "
              f"iterations and {proto['min_seconds']} s per artifact, {proto['rounds']} "
-             f"interleaved rounds in {proto['blocks']} blocks",
+             f"interleaved rounds in {proto['blocks']} blocks" + _stop_rule(proto),
              f"- weights: {exp.weights['source']}; export cache key `{exp.cache_key[:16]}`",
+             *([f"- noise: {report.noise.diagnosis}"] if report.noise else []),
              "",
-             "## Latency (ms)", ""]
-    lines += _table(["artifact", "median", "95% CI", "trimmed mean", "p90", "p99", "CV",
-                     "n", "on core", "on-device parity"], latency_rows(report))
-    lines += ["", "CV marked ! is above the report's limit (unstable); 'on core': every "
-                  "iteration ran on the pinned CPU."]
+             ""]
+    columns, rows, title = measurement_table(report)
+    lines += [f"## {title[0].upper()}{title[1:]}", ""]
+    lines += _table(list(columns), rows)
+    if report.metric == "instructions":
+        lines += ["", "Counted by valgrind's callgrind on its synthetic CPU: a proxy for the "
+                      "work done, repeatable whatever the machine's load, not a latency; "
+                      "spread: (max - min) / median over the counted iterations."]
+    else:
+        lines += ["", "+-: the half-width of the median's 95 % CI, as a share of the median; "
+                      "! marks an unstable result (target missed or drift, see the warnings); "
+                      "'on core': every iteration ran on the pinned CPU."]
     if report.components:
         lines += ["", "## Components (median ms, share of their sum)", ""]
         lines += _table(["", *COMPONENTS, "sum", "whole model", "sum / whole"],

@@ -20,11 +20,12 @@ import numpy as np
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
            "tensor(int64)": np.int64, "tensor(int32)": np.int32}
 _libc = ctypes.CDLL(None, use_errno=True)
+_CALLBACK = ctypes.CFUNCTYPE(None)
 
 
 def read_plan(path: Path) -> dict:
     plan = {"core": -1, "threads": 1, "warmup": (10, 0.5), "timed": (50, 2.0), "rounds": 5,
-            "cooldown": 0.0, "progress": None, "models": []}
+            "cooldown": 0.0, "progress": None, "count": None, "models": []}
     for line in Path(path).read_text().splitlines():
         key, _, rest = line.strip().partition(" ")
         if not key or key.startswith("#"):
@@ -36,7 +37,7 @@ def read_plan(path: Path) -> dict:
             plan[key] = (int(n), float(seconds))
         elif key == "cooldown":
             plan[key] = float(rest)
-        elif key == "progress":
+        elif key in ("progress", "count"):
             plan[key] = rest
         elif key == "model":
             plan["models"].append({"id": rest, "inputs": [], "outputs": None})
@@ -50,7 +51,7 @@ def read_plan(path: Path) -> dict:
 
 
 class Model:
-    def __init__(self, spec: dict, threads: int) -> None:
+    def __init__(self, spec: dict, threads: int, counter: ctypes.CDLL | None = None) -> None:
         import onnxruntime as ort
 
         self.spec = spec
@@ -75,10 +76,17 @@ class Model:
         self.rss_after_load_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         self.samples, self.cpus, self.rounds = [], [], []
         self.warmup_iterations, self.warmup_seconds, self.timed = 0, 0.0, 0.0
+        self.counter = counter
+        # Instruction mode: every iteration runs inside the counting library's one function,
+        # which callgrind's --toggle-collect counts (runners/counting.py).
+        self.callback = _CALLBACK(lambda: self.session.run_with_iobinding(self.binding))
 
     def run_once(self) -> int:
         started = time.perf_counter_ns()
-        self.session.run_with_iobinding(self.binding)
+        if self.counter is not None:
+            self.counter.seaformer_timed_call(self.callback)
+        else:
+            self.session.run_with_iobinding(self.binding)
         return time.perf_counter_ns() - started
 
 
@@ -170,10 +178,17 @@ def main(argv: list[str]) -> int:
         except OSError as exc:
             pin_error = str(exc)
     progress = Progress(plan["progress"])
+    counter = None
+    if plan["count"]:
+        import gc
+
+        gc.disable()                  # a collection inside an iteration would be counted
+        counter = ctypes.CDLL(plan["count"])
+        counter.seaformer_timed_call.argtypes = [_CALLBACK]
     models = []
     for spec in plan["models"]:
         progress.mark("load", spec["id"])
-        models.append(Model(spec, plan["threads"]))
+        models.append(Model(spec, plan["threads"], counter))
     for m in models:
         progress.mark("warmup", m.spec["id"])
         _warm_up(m, *plan["warmup"])

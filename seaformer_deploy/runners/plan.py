@@ -27,6 +27,7 @@ class Protocol:
     min_seconds: float = 2.0
     rounds: int = 5
     cooldown_seconds: float = 0.0
+    count_library: str | None = None   # ONNX runner, instruction mode: runners/counting.py
 
 
 @dataclass(frozen=True)
@@ -45,10 +46,11 @@ def plan_text(protocol: Protocol, models: list[PlannedModel], progress: str | No
              f"warmup {protocol.warmup_iterations} {protocol.warmup_seconds}",
              f"timed {protocol.iterations} {protocol.min_seconds}",
              f"rounds {protocol.rounds}", f"cooldown {protocol.cooldown_seconds}"]
-    if progress:
-        if "\n" in progress or "\r" in progress:
-            raise ValueError("the progress path contains a line break")
-        lines.append(f"progress {progress}")
+    for key, value in (("progress", progress), ("count", protocol.count_library)):
+        if value:
+            if "\n" in value or "\r" in value:
+                raise ValueError(f"the {key} path contains a line break")
+            lines.append(f"{key} {value}")
     for model in models:
         values = [model.id, model.path, *model.inputs, model.outputs_dir or ""]
         if any("\n" in v or "\r" in v for v in values):

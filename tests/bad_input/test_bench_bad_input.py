@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 from seaformer_deploy.cli import app
 from seaformer_deploy.devices.local import LocalDevice
 
-QUICK = ["--formats", "pte", "--precisions", "fp32", "--iterations", "1", "--min-seconds", "0",
-         "--rounds", "1", "--warmup", "0", "--warmup-seconds", "0", "--blocks", "1"]
+QUICK = ["--formats", "pte", "--precisions", "fp32", "--precision", "0", "--iterations", "1",
+         "--min-seconds", "0", "--rounds", "1", "--warmup", "0", "--warmup-seconds", "0",
+         "--blocks", "1"]
 
 
 @pytest.fixture

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from seaformer_deploy.bench.precision import relative_half_width
 from seaformer_deploy.bench.run import (BenchOptions, RunnerDied, bench, block_plan,
                                         block_protocol)
 from seaformer_deploy.cli import app
@@ -25,7 +27,8 @@ QUICK = Protocol(warmup_iterations=2, warmup_seconds=0.0, iterations=8, min_seco
 
 @pytest.fixture(scope="module")
 def fp32_run(small_export):
-    opts = BenchOptions(small_export.folder, precisions=("fp32",), protocol=QUICK, blocks=2)
+    opts = BenchOptions(small_export.folder, precisions=("fp32",), protocol=QUICK, blocks=2,
+                        precision=0.0)
     return bench(opts)
 
 
@@ -107,11 +110,43 @@ def test_interrupted_bench_gives_a_partial_report(small_export, monkeypatch):
         return real(self, argv, timeout, cwd, env)
 
     monkeypatch.setattr(LocalDevice, "run", run)
-    run_ = bench(BenchOptions(small_export.folder, precisions=("fp32",), protocol=QUICK))
+    run_ = bench(BenchOptions(small_export.folder, precisions=("fp32",), protocol=QUICK,
+                              precision=0.0))
     report = build_report(run_)
     validate(report)
     assert report["status"] == "interrupted" and "interrupted" in report["events"][0]
     assert {a["format"] for a in report["artifacts"]} == {"pte"}
+
+
+def test_it_measures_until_the_median_is_known_to_the_target(small_export):
+    """Stop on precision on the real runners: 8 iterations cannot give +-3 %, so more blocks
+    follow, alternating runners, until every median is known to it (or the budget says so);
+    the precision reported is the one the samples give."""
+    opts = BenchOptions(small_export.folder, precisions=("fp32",), protocol=QUICK, blocks=1,
+                        precision=0.03, max_seconds=40.0)
+    report = build_report(bench(opts))
+    validate(report)
+    assert len(report["blocks"]) > 2 and report["protocol"]["precision"] == 0.03
+    assert {b["format"] for b in report["blocks"][2:]} <= {"pte", "onnx"}
+    budget = any("budget is spent" in e for e in report["events"])
+    for a in report["artifacts"]:
+        s = a["stats"]
+        assert s["precision"] == pytest.approx(relative_half_width(np.array(a["samples_ms"])))
+        assert s["n"] > QUICK.iterations and a["parity"]["passed"]   # the planned block's
+        assert budget or s["precision"] <= 0.03
+        assert not s["unstable"] or s["why"]
+    noise = report["noise"]
+    assert noise["diagnosis"] and noise["core"] == report["device"]["core"]["index"]
+
+
+def test_a_target_out_of_reach_is_unstable_and_says_why(small_export):
+    opts = BenchOptions(small_export.folder, formats=("onnx",), precisions=("fp32",),
+                        protocol=QUICK, blocks=1, precision=0.0001, max_seconds=3.0)
+    report = build_report(bench(opts))
+    assert any("3 s budget is spent; 5 artifacts short" in e for e in report["events"])
+    for a in report["artifacts"]:
+        assert a["stats"]["unstable"] and "short of the +-0.01 % target" in a["stats"]["why"]
+    assert any("unstable (median known to" in w for w in report["warnings"])
 
 
 def test_block_arithmetic():
@@ -129,6 +164,7 @@ def test_missing_export_is_a_clear_error(tmp_path):
 def test_bench_cli(small_export, tmp_path):
     args = ["bench", "--artifacts", str(small_export.folder), "--precisions", "fp16",
             "--warmup", "1", "--warmup-seconds", "0", "--iterations", "4", "--min-seconds", "0",
+            "--precision", "0",
             "--rounds", "2", "--out", str(tmp_path)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output

@@ -156,6 +156,7 @@ def test_bench_over_adb_runs_the_bundled_arm64_runner(adb_testdevice, android_ho
         "bench", "--device", adb_testdevice.serial, "--variant", "T", "--input-size", "128x128",
         "--models-dir", str(export_128.folder.parent), "--formats", "pte",
         "--iterations", "3", "--min-seconds", "0", "--rounds", "1", "--warmup", "1",
+        "--precision", "0",
         "--warmup-seconds", "0", "--blocks", "1", "--out", str(tmp_path / "reports")])
     assert result.exit_code == 0, result.output
     assert "(cached)" in result.output
@@ -195,7 +196,7 @@ def test_unbundled_glibc_runner_is_refused_before_timing(adb_testdevice, android
     opts = BenchOptions(export_128.folder, device=adb_testdevice.serial, formats=("pte",),
                         precisions=("fp32",), blocks=1, runner=RunnerChoice("linux-arm64"),
                         protocol=Protocol(warmup_iterations=1, warmup_seconds=0, iterations=1,
-                                          min_seconds=0, rounds=1))
+                                          min_seconds=0, rounds=1), precision=0.0)
     with pytest.raises(RunnerError) as raised:
         bench(opts)
     message = str(raised.value)
@@ -228,7 +229,8 @@ def test_bench_through_a_running_adb_server(real_adb, adb_testdevice, export_128
     run = bench(BenchOptions(export_128.folder, device=adb_testdevice.serial, formats=("pte",),
                              precisions=("fp32",), blocks=1,
                              protocol=Protocol(warmup_iterations=1, warmup_seconds=0,
-                                               iterations=2, min_seconds=0, rounds=1)))
+                                               iterations=2, min_seconds=0, rounds=1),
+                             precision=0.0))
     report = build_report(run)
     assert report["device"]["transport"].startswith(f"adb server 127.0.0.1:{real_adb.port}")
     assert report["status"] == "complete" and len(report["artifacts"]) == 5

@@ -42,7 +42,7 @@ def options(export, device, **kw) -> BenchOptions:
     kw.setdefault("blocks", 1)
     return BenchOptions(export.folder, device=device.serial, formats=("pte",),
                         precisions=("fp32",), protocol=QUICK,
-                        transport="direct", **kw)
+                        transport="direct", **{"precision": 0.0, **kw})
 
 
 def progress_file(device: AdbTestDevice, tag: str) -> Path | None:

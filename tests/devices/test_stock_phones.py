@@ -31,7 +31,7 @@ def phone(name: str, adb_key) -> AdbTestDevice:
 def run_bench(device: AdbTestDevice, export, **kw) -> dict:
     opts = BenchOptions(export.folder, device=device.serial, formats=("pte",),
                         precisions=("fp32",), blocks=1, protocol=QUICK, transport="direct",
-                        **kw)
+                        **{"precision": 0.0, **kw})
     report = build_report(bench(opts))
     validate(report)
     return report

@@ -92,7 +92,8 @@ def test_the_native_runner_benches_int8_with_device_parity(int8_export):
     quick = Protocol(warmup_iterations=1, warmup_seconds=0.0, iterations=3, min_seconds=0.0,
                      rounds=1)
     report = build(bench(BenchOptions(int8_export.folder, formats=("pte",),
-                                      precisions=("int8",), protocol=quick)))
+                                      precisions=("int8",), protocol=quick,
+                                      precision=0.0)))
     assert {a.path for a in report.artifacts} == {f"{u}.int8.pte" for u in UNITS}
     assert all(a.parity is not None and a.parity.passed for a in report.artifacts)
     assert [c.precision for c in report.components] == ["int8"]

@@ -47,6 +47,7 @@ def test_bench_runs_ort_artifacts_locally(ort_export, tmp_path):
     result = CliRunner().invoke(app, [
         "bench", "--artifacts", str(folder), "--formats", "ort", "--precisions", "fp32",
         "--warmup", "1", "--warmup-seconds", "0", "--iterations", "4", "--min-seconds", "0",
+        "--precision", "0",
         "--rounds", "2", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     (report_folder,) = tmp_path.iterdir()

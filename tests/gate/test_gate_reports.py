@@ -25,7 +25,7 @@ MODEL = "model.fp32.pte"
 @pytest.fixture(scope="module")
 def real_report(small_export):
     run = bench(BenchOptions(small_export.folder, formats=("pte",), precisions=("fp32",),
-                             protocol=QUICK, blocks=1, parity=False))
+                             protocol=QUICK, blocks=1, parity=False, precision=0.0))
     return build_report(run)
 
 
@@ -229,7 +229,7 @@ def test_samples_that_are_not_latencies_are_an_error_not_a_regression(tmp_path, 
 def full_report(small_export):
     """A bench of .pte and .onnx (a desktop run) on the same machine as ``real_report``."""
     run = bench(BenchOptions(small_export.folder, formats=("pte", "onnx"), precisions=("fp32",),
-                             protocol=QUICK, blocks=1, parity=False))
+                             protocol=QUICK, blocks=1, parity=False, precision=0.0))
     return build_report(run)
 
 
