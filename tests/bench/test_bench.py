@@ -123,7 +123,7 @@ def test_it_measures_until_the_median_is_known_to_the_target(small_export):
     follow, alternating runners, until every median is known to it (or the budget says so);
     the precision reported is the one the samples give."""
     opts = BenchOptions(small_export.folder, precisions=("fp32",), protocol=QUICK, blocks=1,
-                        precision=0.03, max_seconds=40.0)
+                        precision=0.03, max_seconds=25.0)
     report = build_report(bench(opts))
     validate(report)
     assert len(report["blocks"]) > 2 and report["protocol"]["precision"] == 0.03

@@ -63,7 +63,8 @@ def busy_machine():
 
 
 @pytest.fixture(scope="module")
-def counts_twice(tiny_pte_export, busy_machine):
+def counts_twice(tiny_pte_export, extra_export, busy_machine):
+    # extra_export first: exported before the spinner takes a core
     return [counted(tiny_pte_export.folder) for _ in range(2)]
 
 
