@@ -19,6 +19,7 @@ exports no symbol callgrind could toggle on).
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -67,14 +68,15 @@ def call_library(log=None) -> Path:
                             "runner and found no C compiler (cc or gcc); install one, or "
                             "count .pte artifacts only (--formats pte).")
     out.parent.mkdir(parents=True, exist_ok=True)
-    source = out.with_suffix(".c")
+    source = out.with_name(f"{out.stem}-{os.getpid()}.c")     # per process: two may build
     source.write_text(_CALL_SOURCE)
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
     proc = subprocess.run([cc, "-O2", "-g", "-shared", "-fPIC", "-o", str(tmp), str(source)],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise CountingError(f"building the counting library failed: {proc.stderr.strip()}")
     tmp.replace(out)
+    source.unlink()
     return out
 
 

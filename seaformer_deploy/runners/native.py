@@ -16,17 +16,22 @@ The sources ship inside the package (package data of the wheel). Builds are cach
 ``$XDG_CACHE_HOME/seaformer-deploy/runner/<target>-<digest>``, where the digest covers the
 sources' names and contents (not where the package is installed), the target, the ExecuTorch
 version and prefix (the host program's RPATH names it), the compiler and, for bundles, the
-bundled glibc, so a changed input rebuilds and an unchanged one returns at once.
+bundled glibc, so a changed input rebuilds and an unchanged one returns at once. Builds run
+one at a time per cache (a file lock); another digest's folder of the same target is dropped
+only after STALE_DAYS unused, since another environment sharing the cache may be running it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import platform
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from dataclasses import dataclass
 from importlib import metadata
@@ -37,6 +42,7 @@ from . import bundle
 from .bundle import Launch
 
 TARGETS = ("host", "linux-arm64", "android-arm64", "android-x86_64")
+STALE_DAYS = 14         # a build of another environment unused this long is dropped
 SOURCE_DIR = Path(__file__).with_name("native")
 BINARY = "seaformer-runner"
 CROSS_CXX = "aarch64-linux-gnu-g++"
@@ -122,9 +128,25 @@ def build_runner(target: str = "host", ndk: Path | None = None,
                           f"android-arm64 runner ({option('executorch_prefix')} also "
                           f"linux-arm64); the {target} runner takes neither: drop them or pass "
                           f"{option('target')} android-arm64.")
-    if target in BUNDLED and ndk is None:
-        return _bundled(target, build_runner(BUNDLED[target], force=force, log=log), force)
-    return _compiled(target, ndk, executorch_prefix, force, log)
+    with _build_lock():
+        if target in BUNDLED and ndk is None:
+            base = _compiled(BUNDLED[target], None, None, force, log)
+            return _bundled(target, base, force)
+        return _compiled(target, ndk, executorch_prefix, force, log)
+
+
+@contextlib.contextmanager
+def _build_lock():
+    """One build at a time per cache: two benches (or test workers) starting together must not
+    share a CMake build folder, nor one delete a runner folder the other is about to use."""
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "build.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def load_prebuilt(folder: Path) -> RunnerBuild:
@@ -227,18 +249,33 @@ def _publish(out: Path, target: str, launch: Launch, files: dict[str, Path], dig
     shutil.rmtree(out, ignore_errors=True)
     os.replace(staging, out)
     shutil.rmtree(out.with_name(out.name + ".build"), ignore_errors=True)
-    for stale in out.parent.glob(f"{target}-*"):
-        if stale != out and not stale.name.endswith(".build"):
-            shutil.rmtree(stale, ignore_errors=True)
+    _prune(out, target)
     found = _cached(out)
     assert found is not None
     return found
 
 
+def _prune(out: Path, target: str) -> None:
+    """Drop the target's other builds once unused for STALE_DAYS: another environment (a second
+    venv, another ExecuTorch) shares this cache and may be running its own build right now."""
+    cutoff = time.time() - STALE_DAYS * 86400
+    for stale in out.parent.glob(f"{target}-*"):
+        if stale == out or stale.name.endswith(".build") or ".tmp-" in stale.name:
+            continue
+        try:
+            if stale.stat().st_mtime < cutoff:
+                shutil.rmtree(stale, ignore_errors=True)
+        except FileNotFoundError:
+            pass
+
+
 def _cached(out: Path) -> RunnerBuild | None:
-    """A finished build folder (its files match its runner.json), or None."""
+    """A finished build folder (its files match its runner.json), or None. A hit marks the
+    folder used (its mtime), which keeps ``_prune`` away from it."""
     if not (out / bundle.DESCRIPTION).is_file():
         return None
+    with contextlib.suppress(OSError):
+        os.utime(out)
     try:
         build = load_prebuilt(out)
     except UserError:
