@@ -270,12 +270,15 @@ def _until_precise(run: BenchRun, device: Device, staged: Staged, started: float
                                   f"spent; {len(short)} artifacts short of the target")
             return
         formats = fmts.by_rank({m.artifact.format for m in short})
-        for fmt in formats if step % 2 == 0 else formats[::-1]:
+        order = formats if step % 2 == 0 else formats[::-1]
+        for turn, fmt in enumerate(order):
             group = [m for m in short if m.artifact.format == fmt]
             left = rule.max_seconds - (time.monotonic() - started)
             if left <= 0:
                 break
-            protocol, timeout = _step_protocol(run, group, left)
+            # An equal share for each runner still to go in this step: the first must not
+            # spend the whole budget and leave the other's artifacts where the plan left them.
+            protocol, timeout = _step_protocol(run, group, left / (len(order) - turn))
             index = len(run.blocks)
             if progress:
                 progress(f"stop on precision, step {step + 1}: {len(group)} {fmt} artifacts, "

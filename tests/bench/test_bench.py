@@ -127,12 +127,14 @@ def test_it_measures_until_the_median_is_known_to_the_target(small_export):
     report = build_report(bench(opts))
     validate(report)
     assert len(report["blocks"]) > 2 and report["protocol"]["precision"] == 0.03
-    assert {b["format"] for b in report["blocks"][2:]} <= {"pte", "onnx"}
+    # Both runners get their turn: the first one's step must leave the other its share.
+    assert {b["format"] for b in report["blocks"][2:]} == {"pte", "onnx"}
     budget = any("budget is spent" in e for e in report["events"])
     for a in report["artifacts"]:
         s = a["stats"]
         assert s["precision"] == pytest.approx(relative_half_width(np.array(a["samples_ms"])))
-        assert s["n"] > QUICK.iterations and a["parity"]["passed"]   # the planned block's
+        assert budget or s["n"] > QUICK.iterations
+        assert a["parity"]["passed"]            # from the planned block's outputs
         assert budget or s["precision"] <= 0.03
         assert not s["unstable"] or s["why"]
     noise = report["noise"]
