@@ -186,3 +186,51 @@ def test_a_version_1_manifest_asks_for_a_re_export(tiny_pte_export, tmp_path):
     (tmp_path / mf.MANIFEST).write_text(json.dumps(old))
     with pytest.raises(mf.ManifestError, match="version-1 manifest.*re-export it"):
         mf.read(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def int8_programs():
+    """TwoInTwoOut in INT8 (PT2E, per-tensor activations): a quantize (XNNPACK Convert) sits
+    between each input's NHWC -> NCHW transpose and XNNPACK's NCHW -> NHWC one."""
+    from seaformer_deploy.export.quantize import pt2e_quantized
+
+    torch.manual_seed(0)
+    nchw = [torch.randn(1, 3, 32, 48), torch.randn(1, 8, 16, 24)]
+    example = [to_nhwc(t) for t in nchw]
+    quantized = pt2e_quantized(NHWCInterface(TwoInTwoOut().eval()).eval(), example, [example])
+    plain, _ = pte_export.export_pte(quantized, example)
+    with inverse_transposes_cancelled() as removed:
+        cancelled, stats = pte_export.export_pte(quantized, example)
+    return {"plain": plain, "cancelled": cancelled, "removed": removed, "stats": stats,
+            "inputs": example}
+
+
+def test_transposes_around_an_elementwise_operator_cancel_bit_for_bit(int8_programs):
+    assert int8_programs["stats"]["partitions"] == 1
+    assert int8_programs["removed"] == [4]       # each input's and output's pair
+    inputs = int8_programs["inputs"]
+    plain = _method(int8_programs["plain"]).execute(inputs)
+    cancelled = _method(int8_programs["cancelled"]).execute(inputs)
+    for got, same in zip(cancelled, plain, strict=True):
+        assert got.shape == same.shape and torch.equal(got, same)
+
+
+def test_a_per_channel_value_is_not_moved_across_a_transpose():
+    """The sandwich rule's type check: a per-channel quantization names a dimension."""
+    from executorch.backends.xnnpack.serialization.xnnpack_graph_schema import (
+        PerChannelQuant, PerTensorQuant, XNNDatatype, XNNQuantizedTensorValue, XNNTensorValue)
+
+    from seaformer_deploy.export.pte_layout import _same_type
+
+    def value(datatype, quant=None):
+        tensor = XNNTensorValue(datatype, 4, [1, 2, 3, 4], 0, 0, 0, 0)
+        return tensor if quant is None else XNNQuantizedTensorValue(tensor, quant)
+
+    qint8 = XNNDatatype.xnn_datatype_qint8
+    assert _same_type(value(qint8, PerTensorQuant(0.1, 3)), value(qint8, PerTensorQuant(0.1, 3)))
+    assert not _same_type(value(qint8, PerTensorQuant(0.1, 3)),
+                          value(qint8, PerTensorQuant(0.2, 3)))
+    channels = PerChannelQuant([0.1, 0.2], 1)
+    assert not _same_type(value(qint8, channels), value(qint8, channels))
+    fp32 = XNNDatatype.xnn_datatype_fp32
+    assert _same_type(value(fp32), value(fp32)) and not _same_type(value(fp32), value(qint8))
