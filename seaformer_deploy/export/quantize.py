@@ -90,6 +90,7 @@ def _filtered_quantizer(keep: Callable[[object], bool]):
 
     class Filtered(XNNPACKQuantizer):
         def annotate(self, model):
+            _annotate_conv_clamp(model, self.global_config, keep)
             model = super().annotate(model)
             for node in model.graph.nodes:
                 if node.target == torch.ops.aten.cat.default and not keep(node):
@@ -99,6 +100,48 @@ def _filtered_quantizer(keep: Callable[[object], bool]):
     quantizer = Filtered().set_global(get_symmetric_quantization_config(is_per_channel=True))
     quantizer.set_filter_function(keep)
     return quantizer
+
+
+HARDTANH = (torch.ops.aten.hardtanh.default, torch.ops.aten.hardtanh_.default)
+
+
+def _annotate_conv_clamp(graph, config, keep: Callable[[object], bool]) -> None:
+    """Quantize convolution + ReLU6 (``hardtanh``) as one operator, as the quantizer already
+    does convolution + ReLU: the clamp's output, not the convolution's, gets the observer.
+
+    ExecuTorch 1.5.1's XNNPACKQuantizer fuses only ReLU; after any other convolution it puts a
+    quantize / dequantize pair between the convolution and the clamp, which the XNNPACK
+    delegate then runs as a separate INT8 clamp over the tensor (two passes over the inverted
+    residuals' widest tensors), and the observer sees the convolution's range before the clamp,
+    so half the INT8 levels go to negative values the clamp discards. Annotated this way the
+    delegate fuses the clamp into the convolution (its partitioner takes conv -> hardtanh ->
+    quantize), and the range is [0, 6]."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer_utils import (
+        _is_annotated, _is_conv_node, _mark_nodes_as_annotated)
+    from torchao.quantization.pt2e.quantizer import (
+        QuantizationAnnotation, get_bias_qspec, get_input_act_qspec, get_output_act_qspec,
+        get_weight_qspec)
+    from torchao.quantization.pt2e.quantizer.quantizer import Q_ANNOTATION_KEY
+
+    for clamp in graph.graph.nodes:
+        if clamp.op != "call_function" or clamp.target not in HARDTANH:
+            continue
+        conv = clamp.args[0]
+        if not _is_conv_node(conv) or len(conv.users) > 1:
+            continue
+        weight, bias = conv.args[1], (conv.args[2] if len(conv.args) > 2 else None)
+        inputs = {conv.args[0]: get_input_act_qspec(config), weight: get_weight_qspec(config)}
+        partition = [clamp, conv, weight]
+        if isinstance(bias, torch.fx.Node):
+            inputs[bias] = get_bias_qspec(config)
+            partition.append(bias)
+        if _is_annotated(partition) or not all(keep(n) for n in partition):
+            continue
+        conv.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(input_qspec_map=inputs,
+                                                             _annotated=True)
+        clamp.meta[Q_ANNOTATION_KEY] = QuantizationAnnotation(
+            output_qspec=get_output_act_qspec(config), _annotated=True)
+        _mark_nodes_as_annotated(partition)
 
 
 def capture(module: nn.Module, example: Sequence[torch.Tensor]) -> nn.Module:

@@ -108,3 +108,27 @@ def test_the_ort_format_of_int8_is_the_quantized_graph(tmp_path):
     assert any("QuantizeLinear" in op or op.startswith("QLinear") for op in ops), ops
     assert arts["model.int8.ort"].bytes < 0.6 * arts["model.fp32.ort"].bytes
     assert arts["model.int8.ort"].quantization["calibration"]["samples"] == 4
+
+
+def test_convolution_and_relu6_are_quantized_as_one_operator():
+    """No quantize / dequantize pair between a convolution and its ReLU6: the clamp's output is
+    observed (a range within [0, 6], not the convolution's signed one) and XNNPACK fuses the
+    clamp into the convolution."""
+    import torch
+    from torch import nn
+
+    from seaformer_deploy.export.quantize import HARDTANH, pt2e_quantized
+
+    torch.manual_seed(0)
+    body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU6(), nn.Conv2d(8, 4, 1),
+                         nn.ReLU6(inplace=True)).eval()
+    example = [torch.randn(1, 3, 16, 16) * 4]
+    graph = pt2e_quantized(body, example, [example]).graph
+    clamps = [n for n in graph.nodes if n.op == "call_function" and n.target in HARDTANH]
+    assert len(clamps) == 2
+    for clamp in clamps:
+        assert "conv" in str(clamp.args[0].target), clamp.args[0].target
+        (user,) = clamp.users
+        assert user.target == torch.ops.quantized_decomposed.quantize_per_tensor.default
+        scale, zero_point = user.args[1:3]
+        assert zero_point == -128 and scale <= 6 / 255 * 1.001      # within [0, 6]
