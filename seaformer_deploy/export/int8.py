@@ -77,7 +77,7 @@ def markdown(plan: Int8Plan, model: str, size: list[int]) -> str:
         kept = "yes" if b.block in plan.fp32_blocks else ""
         lines.append(f"| {i} | `{b.block}` | {b.params:,} | {b.psnr_db:.1f} | "
                      f"{b.label_agreement:.2f} | {kept} |")
-    lines += ["", f"Classifiers, always FP32: {', '.join(plan.classifiers_fp32) or 'none'}."]
+    lines += ["", f"Classifiers left FP32: {', '.join(plan.classifiers_fp32) or 'none'}."]
     if plan.steps:
         lines += ["", f"## Search for label agreement >= {plan.target_agreement:g} %", "",
                   "| step | FP32 blocks | PSNR dB | labels % |", "|---:|---|---:|---:|"]

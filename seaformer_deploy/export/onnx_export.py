@@ -20,8 +20,7 @@ from onnx import TensorProto
 
 from ..quiet import exporters_quieted
 from .formats import ExportJob
-from .quantize import (QDQ_METHOD, calibration_record, classifiers, last_convolutions,
-                       qdq_quantized, within)
+from .quantize import QDQ_METHOD, calibration_record, qdq_quantized, within
 from .units import Unit
 
 OPSET = 18
@@ -63,11 +62,9 @@ def graph(job: ExportJob) -> onnx.ModelProto:
 
 def int8_graph(fp32: onnx.ModelProto, job: ExportJob, scopes: dict[str, str]
                ) -> onnx.ModelProto:
-    """``fp32`` in QDQ form, calibrated on the unit's own inputs (quantize.py). The classifier
-    and the nodes traced from ``job.unit.fp32_modules`` (``scopes``: node -> module) stay
-    FP32."""
-    keep = last_convolutions(fp32) if classifiers(job.unit.module) else []
-    keep += [node for node, module in scopes.items() if within(module, job.unit.fp32_modules)]
+    """``fp32`` in QDQ form, calibrated on the unit's own inputs (quantize.py). The nodes
+    traced from ``job.unit.fp32_modules`` (``scopes``: node -> module) stay FP32."""
+    keep = [node for node, module in scopes.items() if within(module, job.unit.fp32_modules)]
     data = qdq_quantized(fp32.SerializeToString(), job.unit.input_names, job.calibration,
                          sorted(set(keep)))
     proto = onnx.load_from_string(data)
@@ -84,7 +81,7 @@ def quantization_details(job: ExportJob) -> dict:
     return {"quantization": calibration_record(
         job.calibration, f"onnxruntime.quantization.quantize_static, QDQ "
                          f"(onnxruntime {onnxruntime.__version__})", QDQ_METHOD,
-        job.calibration_source, classifiers(job.unit.module) + list(job.unit.fp32_modules))}
+        job.calibration_source, list(job.unit.fp32_modules))}
 
 
 def export_onnx(unit: Unit, example: Sequence[torch.Tensor],

@@ -15,8 +15,7 @@ from ..errors import UserError
 from ..quiet import exporters_quieted
 from .formats import ExportJob
 from .pte_layout import NHWCInterface, inverse_transposes_cancelled, to_nhwc
-from .quantize import (PT2E_METHOD, calibration_record, classifiers, pt2e_quantized,
-                       torchao_version)
+from .quantize import PT2E_METHOD, calibration_record, pt2e_quantized, torchao_version
 
 # Rows of ExecuTorch's delegation table that are bookkeeping, not operators.
 _NOT_OPERATORS = {"getitem", "Total"}
@@ -66,7 +65,7 @@ def export_artifact(job: ExportJob) -> tuple[bytes, dict]:
         module = pt2e_quantized(module, example, batches, job.unit.fp32_modules)
         details["quantization"] = calibration_record(
             batches, f"PT2E + XNNPACKQuantizer (torchao {torchao_version()})", PT2E_METHOD,
-            job.calibration_source, classifiers(job.unit.module) + list(job.unit.fp32_modules))
+            job.calibration_source, list(job.unit.fp32_modules))
     with inverse_transposes_cancelled() if job.nhwc else contextlib.nullcontext() as removed:
         data, stats = export_pte(module, example, job.fmt.partitioners)
     if job.nhwc:

@@ -200,7 +200,7 @@ class Int8Block(Record):
 
 @dataclass
 class Int8Step(Record):
-    """The model with every block quantized except ``fp32_blocks`` (and the classifiers)."""
+    """The model with every block quantized except ``fp32_blocks``."""
 
     fp32_blocks: list[str]
     psnr_db: float
@@ -211,7 +211,7 @@ class Int8Step(Record):
 class Int8Plan(Record):
     """What stays FP32 in every INT8 artifact, and why: the manifest's ``int8``."""
 
-    fp32_blocks: list[str]                  # model-level module names, besides classifiers
+    fp32_blocks: list[str]                  # model-level module names
     chosen_by: str                          # none, keep_fp32 or int8_target_agreement
     classifiers_fp32: list[str]
     calibration: str                        # where the calibration images came from

@@ -24,7 +24,7 @@ from torch import nn
 
 from ..errors import OptionError, option
 from .parity import compare
-from .quantize import Batches, capture, classifiers, pt2e_quantized
+from .quantize import Batches, capture, classifiers, pt2e_quantized, within
 from .records import Int8Block, Int8Plan, Int8Step
 
 REPORT = "int8_sensitivity"          # .json, .md and .png in the export folder
@@ -67,13 +67,18 @@ def plan(model: nn.Module, calibration: Batches, source: str, inputs: torch.Tens
     chosen = "int8_target_agreement" if target is not None else (
         "keep_fp32" if keep else "none")
     if target is None and not ranked:
-        return Int8Plan(keep, chosen, classifiers(model), source)
+        return Int8Plan(keep, chosen, _kept_classifiers(model, keep), source)
     sim = _Simulation(model, calibration, inputs)
     ranking = sim.ranking(progress)
     steps = _search(sim, ranking, keep, target) if target is not None else None
     fp32 = steps[-1].fp32_blocks if steps else keep
-    return Int8Plan(fp32, chosen, classifiers(model), source, target, steps, ranking,
+    return Int8Plan(fp32, chosen, _kept_classifiers(model, fp32), source, target, steps, ranking,
                     SIMULATED, round(time.perf_counter() - started, 1))
+
+
+def _kept_classifiers(model: nn.Module, fp32: Sequence[str]) -> list[str]:
+    """The classifiers (quantized like any block unless kept) that ``fp32`` leaves FP32."""
+    return [c for c in classifiers(model) if within(c, fp32)]
 
 
 SIMULATED = ("PT2E reference quantized graph in PyTorch (the .pte's quantizer and calibration), "
@@ -112,7 +117,7 @@ class _Simulation:
         return round(metrics.psnr_db, 2), round(metrics.label_agreement, 3)
 
     def ranking(self, progress: Progress | None) -> list[Int8Block]:
-        names = [b for b in blocks(self.model) if b not in classifiers(self.model)]
+        names = blocks(self.model)
         found = []
         for i, name in enumerate(names):
             if progress:

@@ -82,7 +82,7 @@ class Unit:
     module: nn.Module
     input_names: tuple[str, ...]
     output_names: tuple[str, ...]
-    # INT8: modules (names inside ``module``) that stay FP32, besides the classifiers.
+    # INT8: modules (names inside ``module``) that stay FP32.
     fp32_modules: tuple[str, ...] = ()
 
     def output_kind(self, name: str) -> str:

@@ -46,11 +46,12 @@ def test_the_pte_is_one_xnnpack_partition_with_int8_weights(int8_export):
     params = int8_export.manifest.model.params
     art = _by_path(int8_export)["model.int8.pte"]
     assert art.executorch["partitions"] == 1 and art.non_delegated_ops() == {}
-    # FP32 weights alone would take 4 bytes per parameter; the classifier stays FP32.
+    # FP32 weights alone would take 4 bytes per parameter; every weight is INT8.
     assert art.bytes < 1.6 * params
+    assert art.quantization["fp32_modules"] == []
 
 
-def test_the_onnx_is_qdq_with_an_fp32_classifier(int8_export):
+def test_the_onnx_is_qdq_classifier_included(int8_export):
     art = _by_path(int8_export)["model.int8.onnx"]
     assert art.operators["QuantizeLinear"] > 0 and art.operators["DequantizeLinear"] > 0
     graph = onnx.load(int8_export.folder / art.path).graph
@@ -61,8 +62,7 @@ def test_the_onnx_is_qdq_with_an_fp32_classifier(int8_export):
     last = producer[graph.output[0].name]
     while last.op_type != "Conv":
         last = producer[last.input[0]]
-    weight = producer.get(last.input[1])
-    assert weight is None or weight.op_type != "DequantizeLinear"   # a float initializer
+    assert producer[last.input[1]].op_type == "DequantizeLinear"      # INT8 weights too
 
 
 def test_each_component_is_calibrated_on_its_true_inputs(int8_export):
@@ -108,6 +108,15 @@ def test_the_ort_format_of_int8_is_the_quantized_graph(tmp_path):
     assert any("QuantizeLinear" in op or op.startswith("QLinear") for op in ops), ops
     assert arts["model.int8.ort"].bytes < 0.6 * arts["model.fp32.ort"].bytes
     assert arts["model.int8.ort"].quantization["calibration"]["samples"] == 4
+
+
+def test_int8_edges_cost_no_transposes(int8_export):
+    """Each INT8 .pte input's NHWC -> NCHW transpose, its quantize and XNNPACK's NCHW -> NHWC
+    transpose: the pair around the quantize is removed, as at FP32 edges."""
+    for art in _by_path(int8_export).values():
+        if art.format == "pte":
+            assert art.executorch["cancelled_transposes"] == [
+                len(art.inputs) + len(art.outputs)], art.path
 
 
 def test_convolution_and_relu6_are_quantized_as_one_operator():
