@@ -96,8 +96,8 @@ def cancel_inverse_transposes(graph) -> int:
     return removed
 
 
-def _cancelling_pair(graph):
-    """(T1, T2, the producer to redirect or None, the readers to rewire), or None."""
+def _wiring(graph) -> tuple[list, dict[int, list], dict[int, object]]:
+    """The graph's nodes, each value's readers and each value's producer."""
     nodes = [n.xnode_union for n in graph.xnodes]
     readers: dict[int, list] = {}
     producers: dict[int, object] = {}
@@ -106,6 +106,12 @@ def _cancelling_pair(graph):
             readers.setdefault(value, []).append(node)
         for value in _ids(node, "output"):
             producers[value] = node
+    return nodes, readers, producers
+
+
+def _cancelling_pair(graph):
+    """(T1, T2, the producer to redirect or None, the readers to rewire), or None."""
+    nodes, readers, producers = _wiring(graph)
     outputs, externals = set(graph.output_ids), set(graph.input_ids) | set(graph.output_ids)
     for second in nodes:
         first = producers.get(getattr(second, "input_id", None))
@@ -136,14 +142,7 @@ def _elementwise_sandwich(graph):
     """(T1, E, T2): T1 -> E -> T2 where E is elementwise, T2 undoes T1, each value is read by
     the next node only, and E's output is typed as T2's (per-tensor quantization or none), so
     E can read T1's input and write T2's output; or None. Every value keeps its bytes."""
-    nodes = [n.xnode_union for n in graph.xnodes]
-    readers: dict[int, list] = {}
-    producers: dict[int, object] = {}
-    for node in nodes:
-        for value in _ids(node, "input"):
-            readers.setdefault(value, []).append(node)
-        for value in _ids(node, "output"):
-            producers[value] = node
+    nodes, readers, producers = _wiring(graph)
     values = {_tensor(v).id_out: v.xvalue_union for v in graph.xvalues}
     outputs = set(graph.output_ids)
     for second in nodes:
