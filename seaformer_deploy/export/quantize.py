@@ -112,11 +112,11 @@ def _annotate_conv_clamp(graph, config, keep: Callable[[object], bool]) -> None:
 
     ExecuTorch 1.5.1's XNNPACKQuantizer fuses only ReLU; after any other convolution it puts a
     quantize / dequantize pair between the convolution and the clamp, which the XNNPACK
-    delegate then runs as a separate INT8 clamp over the tensor (two passes over the inverted
-    residuals' widest tensors), and the observer sees the convolution's range before the clamp,
-    so half the INT8 levels go to negative values the clamp discards. Annotated this way the
-    delegate fuses the clamp into the convolution (its partitioner takes conv -> hardtanh ->
-    quantize), and the range is [0, 6]."""
+    delegate then runs as a separate INT8 clamp, one more pass over the tensor, and the observer
+    sees the convolution's signed range, so the levels below zero are spent on values the clamp
+    discards. Annotated this way the delegate fuses the clamp into the convolution (its
+    partitioner takes conv -> hardtanh -> quantize), and the range lies within [0, 6]. (In
+    SeaFormer the stems use ReLU; ReLU6 follows the attention's detail convolutions.)"""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer_utils import (
         _is_annotated, _is_conv_node, _mark_nodes_as_annotated)
     from torchao.quantization.pt2e.quantizer import (

@@ -72,8 +72,8 @@ def plan(model: nn.Module, calibration: Batches, source: str, inputs: torch.Tens
     ranking = sim.ranking(progress)
     steps = _search(sim, ranking, keep, target) if target is not None else None
     fp32 = steps[-1].fp32_blocks if steps else keep
-    return Int8Plan(fp32, chosen, _kept_classifiers(model, fp32), source, target, steps, ranking,
-                    SIMULATED, round(time.perf_counter() - started, 1))
+    return Int8Plan(fp32, chosen, _kept_classifiers(model, fp32), source, target, steps,
+                    ranking, SIMULATED, round(time.perf_counter() - started, 1))
 
 
 def _kept_classifiers(model: nn.Module, fp32: Sequence[str]) -> list[str]:
