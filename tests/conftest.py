@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import json
+import signal
 
 import pytest
 
 from helpers import SMALL, SPEC_DIR
+
+
+def pytest_configure(config):
+    """A suite started in the background by a non-interactive shell (``bash -c 'pytest &'``, as
+    some CI runners do) inherits SIGINT ignored, and then ``_thread.interrupt_main`` does
+    nothing: the Ctrl-C tests would see their bench complete. Give it Python's own handler, as
+    an interactive shell would."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

@@ -127,10 +127,12 @@ def test_hung_runner_times_out_and_is_killed(adb_testdevice, export_128):
     adb_testdevice.faults.kill_commands.append(KillRule(
         r"plan-0\.txt", signal.SIGSTOP, when=runner_reached(adb_testdevice, "0"), once=True,
         leaf=True))
-    report = build_report(bench(options(export_128, adb_testdevice, runner_timeout=15)))
+    # The timeout bounds each runner process, the rerun of the other four artifacts too: in a
+    # full suite on a 2-vCPU Xeon that emulated rerun also overran 15 s (two failures, not one).
+    report = build_report(bench(options(export_128, adb_testdevice, runner_timeout=40)))
     [failure] = report["failures"]
-    assert failure["reason"].startswith("hung (no result within 15 s")
-    assert failure["timeout_seconds"] == 15
+    assert failure["reason"].startswith("hung (no result within 40 s")
+    assert failure["timeout_seconds"] == 40
     assert len(report["artifacts"]) == 4
     assert_device_clean(adb_testdevice)
 
