@@ -10,6 +10,13 @@ from pathlib import Path
 from .errors import UserError
 
 
+def cache_root() -> Path:
+    """The user's cache, never the package folder nor the current one: ``$XDG_CACHE_HOME``
+    when set to an absolute path (the XDG spec ignores relative ones), else ``~/.cache``."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    return (Path(base) if os.path.isabs(base) else Path.home() / ".cache") / "seaformer-deploy"
+
+
 def check_writable_folder(folder: Path, option: str) -> None:
     """Refuse a folder that cannot take files, without creating anything: a file, a path
     under a file, a folder that does not take files. Permission bits do not stop root, so

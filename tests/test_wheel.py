@@ -165,7 +165,8 @@ def package_files(site: Path) -> set[Path]:
 
 
 def test_export_and_bench_run_from_an_unrelated_folder(installed):
-    from seaformer_deploy.runners.native import build_runner, cache_root
+    from seaformer_deploy.paths import cache_root
+    from seaformer_deploy.runners.native import build_runner
 
     # The checkout's build of the host runner; the installed package must find the same one.
     expected = build_runner("host")
@@ -191,7 +192,7 @@ def test_export_and_bench_run_from_an_unrelated_folder(installed):
 
 
 def test_runner_cache_is_the_users_never_the_current_folder(tmp_path, monkeypatch):
-    from seaformer_deploy.runners.native import cache_root
+    from seaformer_deploy.paths import cache_root
 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CACHE_HOME", "relative")           # ignored, as the XDG spec says

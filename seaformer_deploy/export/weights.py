@@ -22,9 +22,24 @@ every pixel, so any rounding flips labels, unlike a trained segmenter. We build 
    top-2 logit margin about 8 at 256x256 and above) and only region boundaries are sensitive to
    FP16. Below 256x256 the logit maps are so small that boundary pixels dominate, and FP16 label
    agreement falls to about 99 % (hence the FP16 gate's 98.5 %, export/precision.py).
+
+The build is deterministic and takes 10-15 s of CPU whatever the export size (the calibration
+runs at 256 px or more), so a built model's state dict is kept in the user's cache, keyed by
+everything it depends on: the arguments, this package's code, the torch version and the build's
+thread count. Families registered outside the package are always rebuilt: their code is not in
+the key. An entry unused for ``STALE_DAYS`` is dropped.
 """
 
 from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +48,8 @@ from torch import nn
 from ..models import SegmentationModel
 from ..models.components import run_chain
 from ..models.registry import build, get_spec
+from ..paths import cache_root
+from .manifest import code_digest
 from .samples import sample_batch
 
 CALIBRATION_MIN_SIDE = 256
@@ -43,6 +60,8 @@ ACTIVE_CLASSES = 10
 HEAD_FIT_STEPS = 60
 HEAD_FIT_LR = 3e-3
 BUILD_THREADS = 2
+STALE_DAYS = 14                        # a cached build unused this long is dropped
+_PACKAGE = __name__.split(".")[0] + "."
 
 
 def synthetic_model(name: str, size: tuple[int, int], seed: int = 0, count: int = 4,
@@ -53,12 +72,82 @@ def synthetic_model(name: str, size: tuple[int, int], seed: int = 0, count: int 
     that a parallel reduction's split changes (built on 1 and on 2 threads, the logits were 0.09
     apart), and ``evaluate``'s rebuild must match the export's on any machine. Two: what every
     figure, test threshold and baseline here was made with (2-core machines)."""
+    path = _cache_path(name, size, seed, count, num_classes)
+    if path is not None and (model := _load(path, name, num_classes)) is not None:
+        return model
     threads = torch.get_num_threads()
     torch.set_num_threads(BUILD_THREADS)
     try:
-        return _synthetic_model(name, size, seed, count, num_classes)
+        model = _synthetic_model(name, size, seed, count, num_classes)
     finally:
         torch.set_num_threads(threads)
+    if path is not None:
+        _store(path, model)
+    return model
+
+
+def _cache_path(name: str, size: tuple[int, int], seed: int, count: int,
+                num_classes: int | None) -> Path | None:
+    """Where the build of these arguments is kept; None for a family whose code lives outside
+    this package (the code digest would not see it change)."""
+    spec = get_spec(name)
+    if not all(_ours(hook) for hook in (spec.build, spec.synthetic_setup)):
+        return None
+    fields = {"name": name, "size": list(size), "seed": seed, "count": count,
+              "num_classes": num_classes, "code": code_digest(), "torch": torch.__version__,
+              "threads": BUILD_THREADS}
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+    return cache_root() / "weights" / f"{name}-{size[0]}x{size[1]}-seed{seed}-{digest}.pt"
+
+
+def _ours(hook) -> bool:
+    """Is ``hook`` (a builder, maybe a functools.partial of a class, or None) our code?"""
+    while isinstance(hook, functools.partial):
+        hook = hook.func
+    return hook is None or getattr(hook, "__module__", "").startswith(_PACKAGE)
+
+
+def _load(path: Path, name: str, num_classes: int | None) -> SegmentationModel | None:
+    """The cached build, or None when there is none or it does not load (a truncated or
+    foreign file is rebuilt over). A hit marks the file used, which keeps the pruning away."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.random.fork_rng(devices=[]):      # as a build, leave the caller's RNG be
+            model = build(name, num_classes)
+        model.load_state_dict(state, strict=True)
+    except (OSError, RuntimeError, ValueError, EOFError, KeyError, TypeError,
+            AttributeError):
+        return None
+    with contextlib.suppress(OSError):
+        os.utime(path)
+    return model.eval()
+
+
+def _store(path: Path, model: nn.Module) -> None:
+    """Write atomically (concurrent exports may build the same key); a cache that cannot be
+    written only costs the next export a rebuild."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(model.state_dict(), handle)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        return
+    _prune(path.parent)
+
+
+def _prune(folder: Path) -> None:
+    cutoff = time.time() - STALE_DAYS * 86400
+    for entry in folder.glob("*.pt"):
+        with contextlib.suppress(OSError):
+            if entry.stat().st_mtime < cutoff:
+                entry.unlink()
 
 
 def _synthetic_model(name: str, size: tuple[int, int], seed: int, count: int,

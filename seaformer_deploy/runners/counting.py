@@ -26,7 +26,7 @@ import subprocess
 from pathlib import Path
 
 from ..errors import UserError
-from .native import cache_root
+from ..paths import cache_root
 
 NATIVE_SYMBOL = "seaformer_timed_execute"
 CALL_SYMBOL = "seaformer_timed_call"

@@ -38,6 +38,7 @@ from importlib import metadata
 from pathlib import Path
 
 from ..errors import OptionError, UserError, option
+from ..paths import cache_root
 from . import bundle
 from .bundle import Launch
 
@@ -91,13 +92,6 @@ class RunnerBuild:
                 "files": {name: bundle.sha256_file(path)
                           for name, path in sorted(self.files.items())},
                 "libraries": sorted(Path(n).name for n in self.files if n != self.launch.program)}
-
-
-def cache_root() -> Path:
-    """The user's cache, never the package folder nor the current one: ``$XDG_CACHE_HOME``
-    when set to an absolute path (the XDG spec ignores relative ones), else ``~/.cache``."""
-    base = os.environ.get("XDG_CACHE_HOME", "")
-    return (Path(base) if os.path.isabs(base) else Path.home() / ".cache") / "seaformer-deploy"
 
 
 def executorch_version() -> str:
