@@ -76,8 +76,10 @@ def real_adb(tmp_path, adb_key):
 @pytest.fixture(scope="session")
 def export_128(tmp_path_factory):
     """SeaFormer-T 128x128 exported as `bench --variant T --input-size 128x128` does it (all
-    formats and precisions), once per session, so that the CLI finds it in its cache; benches
-    over adb run its FP32 .pte files."""
+    formats and precisions), once per session, so that the acceptance command finds it in its
+    cache. The other benches over adb run the 64x64 FP32 .pte files (``tiny_pte_export``):
+    emulated ARM64 runs them in a quarter of the time, and no fault or phone quirk depends on
+    the input size."""
     from seaformer_deploy.export.pipeline import ExportOptions, export
 
     return export(ExportOptions(model="seaformer-t", input_size=(128, 128),

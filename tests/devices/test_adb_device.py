@@ -190,10 +190,10 @@ def test_bench_over_adb_runs_the_bundled_arm64_runner(adb_testdevice, android_ho
 
 
 def test_unbundled_glibc_runner_is_refused_before_timing(adb_testdevice, android_home,
-                                                         export_128, arm64_exec):
+                                                         tiny_pte_export, arm64_exec):
     """A glibc runner without its loader cannot start on a phone (its ELF interpreter
     /lib/ld-linux-aarch64.so.1 does not exist): one clear error before any timing, naming it."""
-    opts = BenchOptions(export_128.folder, device=adb_testdevice.serial, formats=("pte",),
+    opts = BenchOptions(tiny_pte_export.folder, device=adb_testdevice.serial, formats=("pte",),
                         precisions=("fp32",), blocks=1, runner=RunnerChoice("linux-arm64"),
                         protocol=Protocol(warmup_iterations=1, warmup_seconds=0, iterations=1,
                                           min_seconds=0, rounds=1), precision=0.0)
@@ -212,21 +212,21 @@ def test_unbundled_glibc_runner_is_refused_before_timing(adb_testdevice, android
 
 
 def test_runner_for_another_abi_is_refused_before_pushing(adb_testdevice, android_home,
-                                                          export_128):
-    opts = BenchOptions(export_128.folder, device=adb_testdevice.serial, formats=("pte",),
+                                                          tiny_pte_export):
+    opts = BenchOptions(tiny_pte_export.folder, device=adb_testdevice.serial, formats=("pte",),
                         precisions=("fp32",), runner=RunnerChoice("android-x86_64"))
     with pytest.raises(RunnerError, match="built for x86_64, but .* is arm64-v8a"):
         bench(opts)
     assert not adb_testdevice.host_path(f"{ROOT}/cas").exists()
 
 
-def test_bench_through_a_running_adb_server(real_adb, adb_testdevice, export_128, arm64_exec,
+def test_bench_through_a_running_adb_server(real_adb, adb_testdevice, tiny_pte_export, arm64_exec,
                                             tmp_path, monkeypatch):
     """A phone already in `adb devices` is benched through that server, not around it."""
     assert "connected to" in real_adb("connect", adb_testdevice.serial).stdout
     assert real_adb("-s", adb_testdevice.serial, "wait-for-device", timeout=15).returncode == 0
     monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(real_adb.port))
-    run = bench(BenchOptions(export_128.folder, device=adb_testdevice.serial, formats=("pte",),
+    run = bench(BenchOptions(tiny_pte_export.folder, device=adb_testdevice.serial, formats=("pte",),
                              precisions=("fp32",), blocks=1,
                              protocol=Protocol(warmup_iterations=1, warmup_seconds=0,
                                                iterations=2, min_seconds=0, rounds=1),

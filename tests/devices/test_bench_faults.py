@@ -92,9 +92,10 @@ def assert_device_clean(device: AdbTestDevice) -> None:
     assert session_processes(device) == []
 
 
-def test_dropped_connection_is_resumed_and_nothing_measured_is_lost(adb_testdevice, export_128):
+def test_dropped_connection_is_resumed_and_nothing_measured_is_lost(adb_testdevice,
+                                                                   tiny_pte_export):
     when(runner_reached(adb_testdevice, "1"), adb_testdevice.drop_connections)
-    run = bench(options(export_128, adb_testdevice, blocks=2))
+    run = bench(options(tiny_pte_export, adb_testdevice, blocks=2))
     report = build_report(run)
     validate(report)
     assert report["status"] == "complete" and report["failures"] == []
@@ -107,11 +108,11 @@ def test_dropped_connection_is_resumed_and_nothing_measured_is_lost(adb_testdevi
     assert_device_clean(adb_testdevice)
 
 
-def test_killed_runner_fails_that_artifact_and_the_others_continue(adb_testdevice, export_128):
+def test_killed_runner_fails_that_artifact_and_the_others_continue(adb_testdevice, tiny_pte_export):
     adb_testdevice.faults.kill_commands.append(KillRule(
         r"plan-0\.txt", signal.SIGKILL, when=runner_reached(adb_testdevice, "0"), once=True,
         leaf=True))
-    report = build_report(bench(options(export_128, adb_testdevice)))
+    report = build_report(bench(options(tiny_pte_export, adb_testdevice)))
     validate(report)
     [failure] = report["failures"]
     assert failure["signal"] == "SIGKILL" and failure["phase"] == "timing"
@@ -123,13 +124,13 @@ def test_killed_runner_fails_that_artifact_and_the_others_continue(adb_testdevic
     assert_device_clean(adb_testdevice)
 
 
-def test_hung_runner_times_out_and_is_killed(adb_testdevice, export_128):
+def test_hung_runner_times_out_and_is_killed(adb_testdevice, tiny_pte_export):
     adb_testdevice.faults.kill_commands.append(KillRule(
         r"plan-0\.txt", signal.SIGSTOP, when=runner_reached(adb_testdevice, "0"), once=True,
         leaf=True))
     # The timeout bounds each runner process, the rerun of the other four artifacts too: in a
     # full suite on a 2-vCPU Xeon that emulated rerun also overran 15 s (two failures, not one).
-    report = build_report(bench(options(export_128, adb_testdevice, runner_timeout=40)))
+    report = build_report(bench(options(tiny_pte_export, adb_testdevice, runner_timeout=40)))
     [failure] = report["failures"]
     assert failure["reason"].startswith("hung (no result within 40 s")
     assert failure["timeout_seconds"] == 40
@@ -137,9 +138,9 @@ def test_hung_runner_times_out_and_is_killed(adb_testdevice, export_128):
     assert_device_clean(adb_testdevice)
 
 
-def test_ctrl_c_gives_a_partial_report_and_cleans_the_device(adb_testdevice, export_128):
+def test_ctrl_c_gives_a_partial_report_and_cleans_the_device(adb_testdevice, tiny_pte_export):
     when(runner_reached(adb_testdevice, "1"), _thread.interrupt_main)
-    report = build_report(bench(options(export_128, adb_testdevice, blocks=2)))
+    report = build_report(bench(options(tiny_pte_export, adb_testdevice, blocks=2)))
     validate(report)
     assert report["status"] == "interrupted"
     assert any("interrupted by the user" in e for e in report["events"])
@@ -147,14 +148,14 @@ def test_ctrl_c_gives_a_partial_report_and_cleans_the_device(adb_testdevice, exp
     assert_device_clean(adb_testdevice)
 
 
-def test_second_bench_on_one_device_fails_clearly_or_waits(adb_testdevice, export_128):
+def test_second_bench_on_one_device_fails_clearly_or_waits(adb_testdevice, tiny_pte_export):
     first = AdbDevice(adb_testdevice.serial, transport="direct")
     first.acquire_lock()
     with pytest.raises(AdbError, match="is busy: another bench holds .*wait_seconds SECONDS"):
-        bench(options(export_128, adb_testdevice))
+        bench(options(tiny_pte_export, adb_testdevice))
     threading.Timer(2.0, first.release_lock).start()
     started = time.monotonic()
-    report = build_report(bench(options(export_128, adb_testdevice, wait_seconds=120)))
+    report = build_report(bench(options(tiny_pte_export, adb_testdevice, wait_seconds=120)))
     assert time.monotonic() - started >= 2.0
     assert report["events"][0].startswith("waited ") and "to free the device" in report["events"][0]
     assert report["status"] == "complete" and len(report["artifacts"]) == 5
@@ -187,11 +188,11 @@ def _freq(device: AdbTestDevice) -> tuple[str, str, str]:
 
 
 def test_lock_freq_holds_the_core_at_its_top_and_restores_it_even_when_interrupted(
-        rooted_phone, export_128):
+        rooted_phone, tiny_pte_export):
     seen = {}
     when(runner_reached(rooted_phone, "1"),
          lambda: (seen.update(freq=_freq(rooted_phone)), _thread.interrupt_main()))
-    report = build_report(bench(options(export_128, rooted_phone, blocks=2, lock_freq=True)))
+    report = build_report(bench(options(tiny_pte_export, rooted_phone, blocks=2, lock_freq=True)))
     assert seen["freq"] == ("performance", "2841600", "2841600")
     lock = report["protocol"]["frequency_lock"]
     assert lock["core"] == 7 and lock["khz"] == 2841600 and lock["via"] == "su 0 sh -c"
@@ -201,14 +202,14 @@ def test_lock_freq_holds_the_core_at_its_top_and_restores_it_even_when_interrupt
     assert_device_clean(rooted_phone)
 
 
-def test_lock_freq_on_an_unrooted_phone_is_refused_without_su(adb_testdevice, export_128):
+def test_lock_freq_on_an_unrooted_phone_is_refused_without_su(adb_testdevice, tiny_pte_export):
     with pytest.raises(FrequencyLockError, match="needs root on .*adb root"):
-        bench(options(export_128, adb_testdevice, lock_freq=True))
+        bench(options(tiny_pte_export, adb_testdevice, lock_freq=True))
     assert _freq(adb_testdevice) == ("schedutil", "300000", "2841600")
     assert_device_clean(adb_testdevice)
 
 
-def test_thermal_guard_waits_for_a_cool_cpu_and_flags_drift(adb_testdevice, export_128):
+def test_thermal_guard_waits_for_a_cool_cpu_and_flags_drift(adb_testdevice, tiny_pte_export):
     zone = "/sys/class/thermal/thermal_zone2/temp"          # cpu-1-0-usr
     adb_testdevice.write_file(zone, "71000\n")
     def started() -> bool:           # the runner's start check is over: the guard comes next
@@ -220,7 +221,7 @@ def test_thermal_guard_waits_for_a_cool_cpu_and_flags_drift(adb_testdevice, expo
         adb_testdevice.write_file(f"{POLICY7}/scaling_max_freq", "2419200\n")
     when(runner_reached(adb_testdevice, "0"), heat_and_throttle)
     policy = ThermalPolicy(max_celsius=45.0, poll_seconds=0.25, drift_celsius=5.0)
-    report = build_report(bench(options(export_128, adb_testdevice, thermal=policy)))
+    report = build_report(bench(options(tiny_pte_export, adb_testdevice, thermal=policy)))
     guard = report["blocks"][0]["thermal_guard"]
     assert guard["start_c"] == 71.0 and guard["end_c"] < 45.0 and not guard["timed_out"]
     assert guard["waited_seconds"] >= 1.0
@@ -232,8 +233,8 @@ def test_thermal_guard_waits_for_a_cool_cpu_and_flags_drift(adb_testdevice, expo
     assert report["protocol"]["thermal"]["max_celsius"] == 45.0
 
 
-def test_cleanup_removes_the_cached_files_too(adb_testdevice, export_128):
-    report = build_report(bench(options(export_128, adb_testdevice, cleanup=True)))
+def test_cleanup_removes_the_cached_files_too(adb_testdevice, tiny_pte_export):
+    report = build_report(bench(options(tiny_pte_export, adb_testdevice, cleanup=True)))
     assert report["status"] == "complete"
     assert not adb_testdevice.host_path(f"{ROOT}/cas").exists()
     assert_device_clean(adb_testdevice)

@@ -46,10 +46,10 @@ def assert_complete(report: dict, target: str) -> None:
     assert (runner["target"], runner["launch"]) == (target, "bundled-loader")
 
 
-def test_thermal_zones_denied_falls_back_to_the_battery(adb_key, android_home, export_128,
+def test_thermal_zones_denied_falls_back_to_the_battery(adb_key, android_home, tiny_pte_export,
                                                         arm64_exec):
     with phone("sd865-thermal-denied", adb_key) as device:
-        report = run_bench(device, export_128, thermal=ThermalPolicy(max_celsius=60))
+        report = run_bench(device, tiny_pte_export, thermal=ThermalPolicy(max_celsius=60))
         assert_complete(report, "android-arm64")
         assert report["blocks"][0]["state_before"]["thermal_c"] == {}
         assert any("no readable CPU thermal zone: --max-temp used the battery temperature"
@@ -57,9 +57,9 @@ def test_thermal_zones_denied_falls_back_to_the_battery(adb_key, android_home, e
         assert_commands_ran_clean(device)
 
 
-def test_android_11_without_soc_model(adb_key, android_home, export_128, arm64_exec):
+def test_android_11_without_soc_model(adb_key, android_home, tiny_pte_export, arm64_exec):
     with phone("sd855-android11", adb_key) as device:
-        report = run_bench(device, export_128)
+        report = run_bench(device, tiny_pte_export)
         assert_complete(report, "android-arm64")
         assert "soc" not in report["device"]["properties"]
         assert report["device"]["properties"]["android"] == "11"
@@ -68,19 +68,19 @@ def test_android_11_without_soc_model(adb_key, android_home, export_128, arm64_e
         assert_commands_ran_clean(device)
 
 
-def test_snapdragon_8_gen_2_pins_its_prime_core(adb_key, android_home, export_128,
+def test_snapdragon_8_gen_2_pins_its_prime_core(adb_key, android_home, tiny_pte_export,
                                                  arm64_exec):
     with phone("sm8550", adb_key) as device:
-        report = run_bench(device, export_128)
+        report = run_bench(device, tiny_pte_export)
         assert_complete(report, "android-arm64")
         assert report["device"]["core"]["index"] == 7      # the X3, fastest of three clusters
         assert any(call.startswith("80 ") for call in device.taskset_calls())
         assert_commands_ran_clean(device)
 
 
-def test_x86_64_emulator_runs_the_host_bundle_natively(adb_key, android_home, export_128):
+def test_x86_64_emulator_runs_the_host_bundle_natively(adb_key, android_home, tiny_pte_export):
     with phone("emulator-x86_64", adb_key) as device:
-        report = run_bench(device, export_128)
+        report = run_bench(device, tiny_pte_export)
         assert_complete(report, "android-x86_64")
         assert report["runners"]["pte"]["abi"] == "x86_64"
         assert report["runners"]["pte"]["chosen_by"] == "ro.product.cpu.abi x86_64"
@@ -88,13 +88,13 @@ def test_x86_64_emulator_runs_the_host_bundle_natively(adb_key, android_home, ex
         assert_commands_ran_clean(device)
 
 
-def test_emulator_refuses_the_unbundled_host_runner(adb_key, android_home, export_128):
+def test_emulator_refuses_the_unbundled_host_runner(adb_key, android_home, tiny_pte_export):
     """The host runner names /lib64/ld-linux-x86-64.so.2, which an emulator image lacks."""
     from seaformer_deploy.runners.session import RunnerChoice, RunnerError
 
     with phone("emulator-x86_64", adb_key) as device:
         with pytest.raises(RunnerError, match="ELF interpreter /lib64/ld-linux-x86-64.so.2"):
-            run_bench(device, export_128, runner=RunnerChoice(prebuilt=_host_folder()))
+            run_bench(device, tiny_pte_export, runner=RunnerChoice(prebuilt=_host_folder()))
 
 
 def _host_folder():
