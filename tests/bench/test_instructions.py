@@ -35,12 +35,14 @@ def counted(folder, **kw) -> dict:
 
 @pytest.fixture(scope="module")
 def extra_export(tmp_path_factory):
-    """The tiny export with one identity depthwise convolution more on the logits."""
+    """The tiny export's whole model with one identity depthwise convolution more on the
+    logits (the tests compare whole models only: no components to export and count)."""
     from seaformer_deploy.export.pipeline import ExportOptions, export
 
     out = tmp_path_factory.mktemp("extra")
     return export(ExportOptions(model="seaformer-t", input_size=(64, 64), out_root=out,
-                                formats=("pte",), precisions=("fp32",), extra_work=1))
+                                formats=("pte",), precisions=("fp32",), components=False,
+                                extra_work=1))
 
 
 def _spin(stop) -> None:

@@ -39,8 +39,11 @@ def _calibration_folder(folder, count=5):
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory):
     root = tmp_path_factory.mktemp("mixed")
+    # ONNX only: an INT8 .pte takes 50 CPU-s to lower even at 64x64, and which modules stay
+    # FP32 is decided per unit, not per format (the .pte side: the graph test below).
     opts = ExportOptions(model="seaformer-t", input_size=SIZE, precisions=("int8",),
-                         out_root=root / "models", keep_fp32=("decode_head.fuse2",),
+                         formats=("onnx",), out_root=root / "models",
+                         keep_fp32=("decode_head.fuse2",),
                          int8_target_agreement=TARGET, int8_report=True,
                          calibration=_calibration_folder(root / "cal"),
                          # calibrated on these smooth-noise images, the context branch's INT8
@@ -70,13 +73,10 @@ def test_the_search_starts_from_the_named_blocks_and_adds_the_worst_ranked(mixed
 def test_every_artifact_records_its_fp32_modules_under_its_own_names(mixed):
     fp32 = mixed.manifest.int8.fp32_blocks
     arts = {a.path: a for a in mixed.manifest.artifacts}
-    model = arts["model.int8.pte"].quantization["fp32_modules"]
+    model = arts["model.int8.onnx"].quantization["fp32_modules"]
     assert set(model) == {f"inner.{b}" for b in fp32}
     spatial = arts["spatial.int8.onnx"].quantization["fp32_modules"]
     assert ("fuse.1" in spatial) == ("decode_head.fuse2" in fp32)     # the component's name
-    for art in arts.values():
-        assert art.quantization["fp32_modules"] == arts[
-            art.path.replace(art.format, "pte")].quantization["fp32_modules"]
 
 
 def test_the_onnx_keeps_the_named_blocks_fp32(mixed):
