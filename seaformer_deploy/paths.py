@@ -1,5 +1,6 @@
-"""Output folders checked before work starts, so a long export or bench never fails at the end
-for want of a place to write."""
+"""Where files go: the user's cache (runner builds, seeded weights), and output folders checked
+before work starts, so a long export or bench never fails at the end for want of a place to
+write."""
 
 from __future__ import annotations
 
