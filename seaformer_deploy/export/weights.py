@@ -25,8 +25,8 @@ every pixel, so any rounding flips labels, unlike a trained segmenter. We build 
 
 The build is deterministic and takes 10-15 s of CPU whatever the export size (the calibration
 runs at 256 px or more), so a built model's state dict is kept in the user's cache, keyed by
-everything it depends on: the arguments, this package's code, the torch version and the build's
-thread count. Families registered outside the package are always rebuilt: their code is not in
+everything it depends on: the arguments, this package's code, the torch version, the build's
+thread count and the CPU kernels' instruction set. Families registered outside the package are always rebuilt: their code is not in
 the key. An entry unused for ``STALE_DAYS`` is dropped.
 """
 
@@ -95,7 +95,10 @@ def _cache_path(name: str, size: tuple[int, int], seed: int, count: int,
         return None
     fields = {"name": name, "size": list(size), "seed": seed, "count": count,
               "num_classes": num_classes, "code": code_digest(), "torch": torch.__version__,
-              "threads": BUILD_THREADS}
+              "threads": BUILD_THREADS,
+              # the kernels' instruction set changes last bits, which the head fit amplifies
+              # (a home folder shared by machines of other CPUs)
+              "cpu": torch.backends.cpu.get_cpu_capability()}
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
     return cache_root() / "weights" / f"{name}-{size[0]}x{size[1]}-seed{seed}-{digest}.pt"
 
