@@ -26,8 +26,8 @@ every pixel, so any rounding flips labels, unlike a trained segmenter. We build 
 The build is deterministic and takes 10-15 s of CPU whatever the export size (the calibration
 runs at 256 px or more), so a built model's state dict is kept in the user's cache, keyed by
 everything it depends on: the arguments, this package's code, the torch version, the build's
-thread count and the CPU kernels' instruction set. Families registered outside the package are always rebuilt: their code is not in
-the key. An entry unused for ``STALE_DAYS`` is dropped.
+thread count and the CPU kernels' instruction set. Families registered outside the package are
+always rebuilt: their code is not in the key. An entry unused for ``STALE_DAYS`` is dropped.
 """
 
 from __future__ import annotations
