@@ -69,7 +69,8 @@ def calibrate(args, base: Path) -> dict[float, dict]:
     slowed = {}
     for target in args.slowdowns:
         # At least the target: on a machine where one unit costs 2 %, rounding made the "+5 %"
-        # artifact +3.8 %, below the gate's 5 % minimum effect, where a PASS is right.
+        # artifact +3.8 %, below the gate's 5 % minimum effect, where a PASS is right. Less a
+        # twentieth of a unit: a target a hair above whole units does not take one more.
         work = max(1, math.ceil(target / per_unit - 0.05))
         folder = export_with(args, work)
         r, lo, hi = ab_ratio(base, folder, 6, 16)

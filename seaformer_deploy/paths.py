@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from .errors import UserError
+
+
+STALE_DAYS = 14         # a cache entry (runner build, seeded weights) unused this long is dropped
 
 
 def cache_root() -> Path:
@@ -16,6 +20,11 @@ def cache_root() -> Path:
     when set to an absolute path (the XDG spec ignores relative ones), else ``~/.cache``."""
     base = os.environ.get("XDG_CACHE_HOME", "")
     return (Path(base) if os.path.isabs(base) else Path.home() / ".cache") / "seaformer-deploy"
+
+
+def unused_for_long(path: Path) -> bool:
+    """Has ``path`` gone ``STALE_DAYS`` without use (its mtime, which a cache hit touches)?"""
+    return path.stat().st_mtime < time.time() - STALE_DAYS * 86400
 
 
 def check_writable_folder(folder: Path, option: str) -> None:

@@ -38,7 +38,6 @@ import hashlib
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -48,7 +47,7 @@ from torch import nn
 from ..models import SegmentationModel
 from ..models.components import run_chain
 from ..models.registry import build, get_spec
-from ..paths import cache_root
+from ..paths import cache_root, unused_for_long
 from .manifest import code_digest
 from .samples import sample_batch
 
@@ -60,7 +59,6 @@ ACTIVE_CLASSES = 10
 HEAD_FIT_STEPS = 60
 HEAD_FIT_LR = 3e-3
 BUILD_THREADS = 2
-STALE_DAYS = 14                        # a cached build unused this long is dropped
 _PACKAGE = __name__.split(".")[0] + "."
 
 
@@ -146,10 +144,9 @@ def _store(path: Path, model: nn.Module) -> None:
 
 
 def _prune(folder: Path) -> None:
-    cutoff = time.time() - STALE_DAYS * 86400
     for entry in folder.glob("*.pt"):
         with contextlib.suppress(OSError):
-            if entry.stat().st_mtime < cutoff:
+            if unused_for_long(entry):
                 entry.unlink()
 
 

@@ -31,19 +31,17 @@ import platform
 import shutil
 import subprocess
 import sys
-import time
 import zipfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 from ..errors import OptionError, UserError, option
-from ..paths import cache_root
+from ..paths import cache_root, unused_for_long
 from . import bundle
 from .bundle import Launch
 
 TARGETS = ("host", "linux-arm64", "android-arm64", "android-x86_64")
-STALE_DAYS = 14         # a build of another environment unused this long is dropped
 SOURCE_DIR = Path(__file__).with_name("native")
 BINARY = "seaformer-runner"
 CROSS_CXX = "aarch64-linux-gnu-g++"
@@ -252,12 +250,11 @@ def _publish(out: Path, target: str, launch: Launch, files: dict[str, Path], dig
 def _prune(out: Path, target: str) -> None:
     """Drop the target's other builds once unused for STALE_DAYS: another environment (a second
     venv, another ExecuTorch) shares this cache and may be running its own build right now."""
-    cutoff = time.time() - STALE_DAYS * 86400
     for stale in out.parent.glob(f"{target}-*"):
         if stale == out or stale.name.endswith(".build") or ".tmp-" in stale.name:
             continue
         try:
-            if stale.stat().st_mtime < cutoff:
+            if unused_for_long(stale):
                 shutil.rmtree(stale, ignore_errors=True)
         except FileNotFoundError:
             pass

@@ -10,6 +10,7 @@ import torch
 
 from seaformer_deploy.export import weights
 from seaformer_deploy.export.samples import sample_batch
+from seaformer_deploy.paths import STALE_DAYS
 
 SIZE = (64, 64)
 
@@ -114,7 +115,7 @@ def test_entries_unused_for_two_weeks_are_dropped(cache, builds):
     [kept] = cache.glob("*.pt")
     old = cache / "seaformer-t-64x64-seed0-0000000000000000.pt"
     old.write_bytes(b"from another checkout")
-    stale = kept.stat().st_mtime - (weights.STALE_DAYS + 1) * 86400
+    stale = kept.stat().st_mtime - (STALE_DAYS + 1) * 86400
     os.utime(old, (stale, stale))
     weights.synthetic_model("seaformer-t", SIZE, seed=3)     # a store prunes
     assert not old.exists() and kept.exists()

@@ -8,6 +8,7 @@ import os
 import threading
 import time
 
+from seaformer_deploy.paths import STALE_DAYS
 from seaformer_deploy.runners import native
 
 
@@ -47,10 +48,10 @@ def _build_folder(root, name, age_days):
 def test_only_builds_unused_for_weeks_are_pruned(tmp_path):
     root = tmp_path
     current = _build_folder(root, "host-aaaa", 0)
-    recent = _build_folder(root, "host-bbbb", native.STALE_DAYS - 1)   # another venv's, in use
-    old = _build_folder(root, "host-cccc", native.STALE_DAYS + 1)
-    other = _build_folder(root, "linux-arm64-dddd", native.STALE_DAYS + 1)  # another target
-    staging = _build_folder(root, "host-eeee.tmp-123", native.STALE_DAYS + 1)
+    recent = _build_folder(root, "host-bbbb", STALE_DAYS - 1)   # another venv's, in use
+    old = _build_folder(root, "host-cccc", STALE_DAYS + 1)
+    other = _build_folder(root, "linux-arm64-dddd", STALE_DAYS + 1)  # another target
+    staging = _build_folder(root, "host-eeee.tmp-123", STALE_DAYS + 1)
     native._prune(current, "host")
     assert current.exists() and recent.exists() and other.exists() and staging.exists()
     assert not old.exists()
