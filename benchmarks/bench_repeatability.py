@@ -33,6 +33,7 @@ def main() -> None:
 
     medians: dict[str, list[float]] = {}
     reached: dict[str, list[float]] = {}
+    wandered: dict[str, list[float]] = {}      # each run's speed wander (noise.Wander.level)
     ratios: dict[str, list[float]] = {}
     diagnoses, seconds = [], []
     for i in range(args.runs):
@@ -43,6 +44,7 @@ def main() -> None:
         for a in report["artifacts"]:
             medians.setdefault(a["path"], []).append(a["stats"]["median"])
             reached.setdefault(a["path"], []).append(a["stats"]["precision"])
+            wandered.setdefault(a["path"], []).append(a["stats"]["wander"]["level"])
         diagnoses.append(report["noise"]["diagnosis"])
         seconds.append(report["wall_seconds"])
         for c in report["components"]:
@@ -51,13 +53,15 @@ def main() -> None:
               flush=True)
     rows = {}
     print(f"\n{'artifact':20s} {'mean of medians':>16s} {'CV across runs':>15s} "
-          f"{'CI half-width reached (per run)':>32s}")
+          f"{'CI half-width reached (per run)':>32s}   wander (per run)")
     for path, values in medians.items():
         v = np.asarray(values)
         rows[path] = {"medians_ms": values, "cv": float(v.std(ddof=1) / v.mean()),
-                      "precision": reached[path]}
+                      "precision": reached[path], "wander": wandered[path]}
         widths = " ".join(f"{100 * w:.2f}" if w is not None else "-" for w in reached[path])
-        print(f"{path:20s} {v.mean():13.3f} ms {100 * rows[path]['cv']:14.2f} %   {widths} %")
+        moved = " ".join(f"{100 * w:.2f}" for w in wandered[path])
+        print(f"{path:20s} {v.mean():13.3f} ms {100 * rows[path]['cv']:14.2f} %   {widths} %"
+              f"   {moved} %")
     for group, values in ratios.items():
         print(f"sum/whole {group}: {', '.join(f'{r:.3f}' for r in values)}")
     if args.json:

@@ -3,8 +3,11 @@
 What the device exposes, read at the edges of every block (``probe.DeviceState``): the CPU time
 per core from ``/proc/stat`` (the hypervisor's steal on the pinned core, other cores' work),
 runnable tasks, the pinned core's frequency; and what the samples show: the share of
-iterations in a slow second mode. pyperf's ``system tune`` advice and stability warnings are
-the model; here the advice names the cause that was measured.
+iterations in a slow second mode, and how far the machine's speed wandered during the run (the
+medians of successive stretches moving together, beyond their sampling error: on a shared VM
+the whole distribution shifts by a few percent over seconds to minutes, which no within-run CI
+covers and which separates two runs' medians by about as much). pyperf's ``system tune`` advice
+and stability warnings are the model; here the advice names the cause that was measured.
 """
 
 from __future__ import annotations
@@ -15,11 +18,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..export.records import Record
+from .stats import median_ci
 
 STEAL_LIMIT = 0.02          # hypervisor steal on the pinned core worth naming
 BUSY_LIMIT = 0.20           # another core's busy share worth naming
 SLOW_LIMIT = 0.05           # share of iterations in the slow mode worth naming
 FREQ_LIMIT = 0.05           # relative change of the pinned core's frequency worth naming
+WANDER_LIMIT = 0.01         # speed wander (SD of stretch medians) worth naming: the 1 % target
+WANDER_STRETCHES = 8        # stretches of consecutive iterations whose medians are compared
+MIN_STRETCH = 10            # iterations per stretch at least, else no wander is estimated
 _IDLE, _IOWAIT, _STEAL = 3, 4, 7
 
 
@@ -61,6 +68,44 @@ def half_sample_mode(sorted_x: np.ndarray) -> float:
 
 
 @dataclass
+class Wander(Record):
+    """How much the speed itself moved during the run, beyond sampling error."""
+
+    level: float           # SD of the stretch medians beyond sampling, / median (0: none seen)
+    sampling: float        # RMS sampling error of one stretch's median, / median
+    stretches: int         # how many stretches were compared (0: too few iterations)
+
+
+def wander(samples: np.ndarray) -> Wander:
+    """``samples`` in time order, split in up to 8 stretches of consecutive iterations: the
+    variance of their medians less what sampling explains (each median's error from its
+    distribution-free CI, a conservative estimate), as an SD relative to the median. A whole
+    distribution that shifts moves every stretch's median, where a slow mode only moves some."""
+    x = np.asarray(samples, dtype=np.float64)
+    k = min(WANDER_STRETCHES, len(x) // MIN_STRETCH)
+    centre = float(np.median(x)) if len(x) else 0.0
+    if k < 4 or centre <= 0:
+        return Wander(0.0, 0.0, 0)
+    parts = [np.sort(p) for p in np.array_split(x, k)]
+    medians = np.asarray([np.median(p) for p in parts]) / centre
+    errors = np.asarray([np.subtract(*median_ci(p, 0.95)[::-1]) / (2 * 1.96) for p in parts])
+    sampling = float(np.mean((errors / centre) ** 2))
+    between = float(np.var(medians, ddof=1))
+    # Named only when the stretches differ significantly (chi-square, 1 %): eight medians of
+    # steady timings scatter by chance too, and a single-artifact bench has no other to outvote it.
+    if sampling > 0 and (k - 1) * between / sampling < _chi2_99(k - 1):
+        return Wander(0.0, math.sqrt(sampling), k)
+    return Wander(math.sqrt(max(0.0, between - sampling)), math.sqrt(sampling), k)
+
+
+def _chi2_99(df: int) -> float:
+    """The chi-square distribution's 99th percentile (Wilson-Hilferty; within 0.3 % from 3 df),
+    to spare the package a SciPy dependency for one quantile."""
+    h = 2 / (9 * df)
+    return df * (1 - h + 2.3263 * math.sqrt(h)) ** 3
+
+
+@dataclass
 class Noise(Record):
     """The noise sources measured during the blocks, and the diagnosis."""
 
@@ -72,13 +117,15 @@ class Noise(Record):
     frequency_mhz: tuple[float, float] | None = None   # pinned core: lowest, highest seen
     slow_share: float = 0.0               # of all iterations, in their artifact's slow mode
     slow_excess: float = 0.0              # how much slower that mode is (iteration-weighted)
+    wander: float | None = None           # median of the artifacts' speed wander (Wander.level)
     causes: list[str] = field(default_factory=list)
     diagnosis: str = ""
 
 
-def diagnose(blocks: list[dict], core: int, modes: list[tuple[int, SlowMode]]) -> Noise:
+def diagnose(blocks: list[dict], core: int, modes: list[tuple[int, SlowMode]],
+             wanders: list[Wander] = ()) -> Noise:
     """``blocks``: the report's block records (states before and after); ``modes``: each
-    artifact's sample count and slow mode."""
+    artifact's sample count and slow mode; ``wanders``: each artifact's speed wander."""
     ticks = _block_ticks(blocks)
     noise = Noise(core=core, steal=None, pinned_busy=None)
     if core in ticks and sum(ticks[core]) > 0:
@@ -100,6 +147,8 @@ def diagnose(blocks: list[dict], core: int, modes: list[tuple[int, SlowMode]]) -
         slow = sum(count * m.share for count, m in modes)
         noise.slow_excess = (sum(count * m.share * m.excess for count, m in modes) / slow
                              if slow else 0.0)
+    levels = [w.level for w in wanders if w.stretches]
+    noise.wander = float(np.median(levels)) if levels else None
     noise.causes = _causes(noise)
     noise.diagnosis = _diagnosis(noise)
     return noise
@@ -144,6 +193,12 @@ def _causes(noise: Noise) -> list[str]:
     if noise.runnable_max and noise.runnable_max > len(noise.other_busy) + 1:
         causes.append(f"{noise.runnable_max} other tasks were runnable at once: the machine is "
                       f"overloaded")
+    if noise.wander is not None and noise.wander >= WANDER_LIMIT:
+        causes.append(f"the speed itself wandered: medians of successive stretches of the run "
+                      f"moved +-{100 * noise.wander:.1f} % (SD) beyond their sampling error, so "
+                      f"another run's medians will differ by about as much whatever their CIs "
+                      f"say; compare side by side in one run (gate --ab) or count instructions "
+                      f"(--metric instructions)")
     if noise.frequency_mhz:
         lo, hi = noise.frequency_mhz
         if hi > 0 and (hi - lo) / hi >= FREQ_LIMIT:

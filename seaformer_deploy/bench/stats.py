@@ -35,6 +35,7 @@ class Summary(Record):
     trend: dict | None = None          # precision.Trend across rounds
     why: str | None = None             # why unstable, in words
     slow_mode: dict | None = None      # noise.SlowMode: share of iterations in a slow mode
+    wander: dict | None = None         # noise.Wander: how far the speed moved during the run
 
 
 def summarize(samples: np.ndarray) -> Summary:

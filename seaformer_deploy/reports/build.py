@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from ..bench.run import BenchRun, Measurement
-from ..bench.noise import SlowMode, diagnose, slow_mode
+from ..bench.noise import SlowMode, Wander, diagnose, slow_mode, wander
 from ..bench.precision import StopRule, judge
 from ..devices import device_fingerprint
 from ..export import manifest as mf
@@ -56,7 +56,8 @@ def build(run: BenchRun) -> Report:
         paper=PAPER_FIG10 if manifest.model.name == PAPER_FIG10.model else None,
         events=run.events, warnings=_warnings(run, artifacts),
         noise=diagnose(run.blocks, run.choice.core,
-                       [(a.stats.n, SlowMode.from_dict(a.stats.slow_mode)) for a in artifacts]),
+                       [(a.stats.n, SlowMode.from_dict(a.stats.slow_mode)) for a in artifacts],
+                       [Wander.from_dict(a.stats.wander) for a in artifacts]),
         metric=run.options.metric)
 
 
@@ -106,6 +107,7 @@ def _rule(run: BenchRun) -> StopRule:
 def _stats(samples: np.ndarray, blocks: np.ndarray, rounds: np.ndarray, run: BenchRun):
     stats = judge(samples, blocks, rounds, _rule(run))
     stats.slow_mode = slow_mode(samples).to_dict()
+    stats.wander = wander(samples).to_dict()
     return stats
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from seaformer_deploy.bench.noise import SlowMode, diagnose, slow_mode
+from seaformer_deploy.bench.noise import SlowMode, Wander, diagnose, slow_mode, wander
 from seaformer_deploy.devices.probe import DeviceState, device_state, parse_snapshot
 
 STAT = """cpu  22707 0 5611 22855 298 0 43 47 0 0
@@ -97,3 +97,52 @@ def test_blocks_are_summed_and_a_device_without_proc_stat_is_unknown():
     assert "/proc/stat is not readable" in unknown.diagnosis
     assert "steal and the other cores' load are unknown" in diagnose(
         [bare], 1, [(10, SlowMode(0.3, 0.2))]).diagnosis
+
+
+# --- Speed wander: the whole distribution moving during the run. ---
+
+def steady(n: int, seed: int, slow_share: float = 0.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = 10 * np.exp(0.05 * rng.standard_normal(n))
+    x[rng.random(n) < slow_share] *= 1.25
+    return x
+
+
+def test_steady_timings_do_not_wander_even_with_a_slow_mode():
+    for x in (steady(400, 2), steady(400, 3, slow_share=0.1)):
+        found = wander(x)
+        assert found.stretches == 8 and found.level == 0.0
+        assert 0.005 < found.sampling < 0.02      # a 50-iteration median's error at 5 % CV
+
+
+def test_chance_scatter_of_steady_stretches_is_rarely_called_wander():
+    called = sum(wander(steady(n, seed)).level > 0 for seed in range(500) for n in (60, 400))
+    assert called <= 10                           # the chi-square test's 1 %, and then some
+
+
+def test_a_shifting_speed_is_measured_beyond_its_sampling_error():
+    rng = np.random.default_rng(4)
+    levels = 1 + 0.03 * np.array([1.5, -1, 0.5, -1.5, 1, -0.5, 0.2, -0.2])   # SD 3 %
+    x = np.repeat(levels, 50) * steady(400, 5)
+    found = wander(x)
+    assert found.level == pytest.approx(0.03 * np.std([1.5, -1, .5, -1.5, 1, -.5, .2, -.2],
+                                                      ddof=1), abs=0.006)
+    assert wander(rng.permutation(x)).level == 0.0      # the same samples, out of time order
+
+
+def test_too_few_iterations_have_no_wander():
+    assert wander(steady(39, 6)) == Wander(0.0, 0.0, 0)
+    assert wander(steady(40, 6)).stretches == 4
+
+
+def test_wander_is_named_with_what_to_do_and_the_machine_is_not_called_quiet():
+    b = block({0: ticks(), 1: ticks()}, {0: ticks(idle=100), 1: ticks(user=100)})
+    one_mode = [(100, SlowMode(0.0, 0.0))] * 3
+    wandering = [Wander(0.04, 0.004, 8), Wander(0.03, 0.004, 8), Wander(0.0, 0.0, 0)]
+    noise = diagnose([b], 1, one_mode, wandering)
+    assert noise.wander == pytest.approx(0.035)   # the median of those that were measured
+    assert not noise.diagnosis.startswith("quiet")
+    assert "moved +-3.5 % (SD)" in noise.diagnosis and "gate --ab" in noise.diagnosis
+    small = diagnose([b], 1, one_mode, [Wander(0.004, 0.004, 8)] * 3)
+    assert small.wander == pytest.approx(0.004) and small.diagnosis.startswith("quiet")
+    assert diagnose([b], 1, one_mode).wander is None

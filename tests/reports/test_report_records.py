@@ -64,7 +64,7 @@ def test_a_report_without_the_newer_fields_still_reads():
     del doc["failures"], doc["device"]["profile"], doc["noise"], doc["metric"]
     for art in doc["artifacts"]:
         del art["counts"]
-        for name in ("precision", "target", "trend", "why", "slow_mode"):
+        for name in ("precision", "target", "trend", "why", "slow_mode", "wander"):
             del art["stats"][name]
     report = rec.Report.from_dict(doc)
     assert report.failures == [] and report.device.profile is None
