@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..export import formats as fmts
+from ..export.guard import interrupts_remembered
 from .common import (CheckpointOpt, ClassesOpt, ModelOpt, SizeOpt, TrustOpt, VariantOpt, app,
                      console, csv, err_console, run_with_progress, user_errors)
 
@@ -82,27 +83,29 @@ def export_cmd(
 ) -> None:
     """Export ONNX and ExecuTorch artifacts (FP32/FP16, model and components) with a parity gate."""
     try:
-        from ..api import export
-        from ..export.pipeline import ParityError     # seconds: torch and the exporters
-        from ..models import resolve_name
+        with interrupts_remembered():     # before the imports: see its docstring
+            from ..api import export
+            from ..export.pipeline import ParityError     # seconds: torch and the exporters
+            from ..models import resolve_name
 
-        name = resolve_name(variant, model)
-        options = dict(
-            checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, num_classes=num_classes,
-            input_size=input_size, formats=tuple(dict.fromkeys(csv(formats))),
-            precisions=tuple(dict.fromkeys(csv(precisions))), components=components,
-            output=output.strip().lower(), out_root=out, parity_gate=parity_gate,
-            fp32_io=fp32_io, rewrites=rewrites, ort_forms=ort_forms,
-            pte_layout=pte_layout.strip().lower(), seed=seed, extra_work=extra_work,
-            force=force, jobs=jobs, calibration=calibration,
-            keep_fp32=tuple(dict.fromkeys(n.strip() for n in keep_fp32.split(",") if n.strip())),
-            int8_target_agreement=int8_target_agreement, int8_report=int8_report)
-        try:
-            result = run_with_progress(lambda p: export(name, progress=p, **options),
-                                       "exporting")
-        except ParityError as exc:
-            print_parity(exc.manifest)
-            raise
+            name = resolve_name(variant, model)
+            options = dict(
+                checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, num_classes=num_classes,
+                input_size=input_size, formats=tuple(dict.fromkeys(csv(formats))),
+                precisions=tuple(dict.fromkeys(csv(precisions))), components=components,
+                output=output.strip().lower(), out_root=out, parity_gate=parity_gate,
+                fp32_io=fp32_io, rewrites=rewrites, ort_forms=ort_forms,
+                pte_layout=pte_layout.strip().lower(), seed=seed, extra_work=extra_work,
+                force=force, jobs=jobs, calibration=calibration,
+                keep_fp32=tuple(dict.fromkeys(n.strip() for n in keep_fp32.split(",")
+                                              if n.strip())),
+                int8_target_agreement=int8_target_agreement, int8_report=int8_report)
+            try:
+                result = run_with_progress(lambda p: export(name, progress=p, **options),
+                                           "exporting")
+            except ParityError as exc:
+                print_parity(exc.manifest)
+                raise
     except KeyboardInterrupt:
         # An interrupted export leaves neither its folder nor its staging folder (export()).
         err_console.print("interrupted: nothing was written", highlight=False, markup=False)

@@ -38,6 +38,40 @@ def removed_if_left_empty(root: Path) -> Iterator[None]:
         raise
 
 
+class _Remembered:
+    interrupted = False
+
+
+def _remember_sigint(signum: int, frame: object) -> None:
+    _Remembered.interrupted = True
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def interrupts_remembered() -> Iterator[None]:
+    """Around a command, from before its heavy imports: a Ctrl-C that a library swallows while
+    they load is remembered; the export's guard raises it as it starts, and an error it caused
+    meanwhile becomes the interrupt. (Measured: one landing in numpy's import left numpy
+    half-imported and unnoticed, and the command failed later with a RecursionError in an
+    export worker or an AttributeError in matplotlib's import, exit 1.) Only over the default
+    handler, in the main thread; the handler before is back afterwards."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    _Remembered.interrupted = False
+    previous = signal.signal(signal.SIGINT, _remember_sigint)
+    try:
+        yield
+    except Exception as exc:
+        if _Remembered.interrupted:
+            raise KeyboardInterrupt from exc
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        _Remembered.interrupted = False
+
+
 class InterruptGuard:
     """Makes the first Ctrl-C stop the export, whatever the libraries in between do with it.
 
@@ -45,7 +79,8 @@ class InterruptGuard:
     it can come out as another exception or not at all (see ``onnx_export.capture``). The guard
     remembers the interrupt: any exception raised after it, a step that starts after it and the
     final commit all turn it back into a KeyboardInterrupt. Installed only over the default
-    handler, in the main thread; elsewhere it checks nothing and changes nothing.
+    handler (or ``interrupts_remembered``'s, whose interrupt it raises on entry), in the main
+    thread; elsewhere it checks nothing and changes nothing.
     """
 
     def __init__(self) -> None:
@@ -56,7 +91,10 @@ class InterruptGuard:
 
     def __enter__(self) -> InterruptGuard:
         if (threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+                and signal.getsignal(signal.SIGINT) in (signal.default_int_handler,
+                                                        _remember_sigint)):
+            if _Remembered.interrupted:         # a Ctrl-C while the command was loading
+                raise KeyboardInterrupt
             self._previous = signal.signal(signal.SIGINT, self._on_sigint)
         return self
 

@@ -23,6 +23,7 @@ import torch
 
 from helpers import randomize
 from seaformer_deploy.export import onnx_export
+from seaformer_deploy.export.guard import interrupts_remembered
 from seaformer_deploy.export.pipeline import InterruptGuard
 from seaformer_deploy.models.registry import build
 
@@ -96,7 +97,10 @@ def test_ctrl_c_at_any_step_stops_the_export_and_leaves_nothing(tmp_path, checkp
         proc, out = runs[label]
         stdout, stderr = proc.communicate(timeout=240)
         said = f"{label} (done after {time.monotonic() - started:.0f} s):\n{stdout}\n{stderr}"
-        assert proc.returncode == 130, said
+        # Or killed by SIGINT, after the message: CPython 3.11 exits that way once an interrupt
+        # escaped a PyRun_* call inside an extension's import, even when caught (checked: its
+        # _Py_UnhandledKeyboardInterrupt was 1). A shell reports both as 130.
+        assert proc.returncode in (130, -signal.SIGINT), said
         if label in from_outside:      # at once: not after the step, let alone the export
             assert time.monotonic() - started < from_outside[label][0] + 20, said
         assert [line for line in stderr.splitlines() if line.strip()] == [
@@ -137,6 +141,42 @@ def test_an_interrupt_dropped_by_a_library_stops_the_next_step():
                 pass
             progress("model pte fp32", 1, 2)
     assert steps == ["model onnx fp32"]
+
+
+@needs_default_sigint
+def test_an_interrupt_swallowed_while_the_command_loads_stops_the_export():
+    """A Ctrl-C in the command's imports that a library swallows (one in numpy's import did):
+    the guard raises it on entry, and an error it caused on the way becomes the interrupt."""
+    def swallowed() -> None:
+        try:
+            _sigint_now()
+        except KeyboardInterrupt:
+            pass
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_remembered():
+            swallowed()
+            with InterruptGuard():
+                pytest.fail("the export started after the interrupt")
+    with pytest.raises(KeyboardInterrupt) as caught:
+        with interrupts_remembered():
+            swallowed()
+            raise AttributeError("module 'numpy' has no attribute 'subtract'")
+    assert isinstance(caught.value.__cause__, AttributeError)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@needs_default_sigint
+def test_without_an_interrupt_the_command_window_changes_nothing():
+    with pytest.raises(ValueError):
+        with interrupts_remembered():
+            with InterruptGuard() as guard:
+                guard.check()
+            raise ValueError("a user error stays itself")
+    with interrupts_remembered():             # a later command starts with nothing remembered
+        with InterruptGuard() as guard:
+            guard.check()
+    assert not guard.interrupted
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 @needs_default_sigint
