@@ -38,7 +38,8 @@ from seaformer_deploy.export import manifest as mf
 from seaformer_deploy.export.pipeline import ExportOptions, export
 from seaformer_deploy.gate.ab import ABOptions, gate_ab, run_ab
 from seaformer_deploy.gate.compare import Selection, compare_reports
-from seaformer_deploy.gate.verdict import INSTRUCTION_EFFECT, REGRESSION, UNSTABLE, Rule
+from seaformer_deploy.gate.stats import unpaired_shift
+from seaformer_deploy.gate.verdict import INSTRUCTION_EFFECT, REGRESSION, UNSTABLE, Rule, decide
 from seaformer_deploy.quiet import quiet_third_party_logs
 from seaformer_deploy.reports import build_report
 from seaformer_deploy.runners.plan import Protocol
@@ -108,9 +109,22 @@ def report_trial(baseline: dict, cand: Path, rule: Rule, args) -> dict:
     started = time.perf_counter()
     row = compare_reports(baseline, report, rule, MODEL_ONLY).rows[0]
     seconds = bench_seconds + time.perf_counter() - started
-    return {"verdict": row.verdict, "ratio": row.shift.ratio if row.shift else None,
-            "ci": [row.shift.ci_low, row.shift.ci_high] if row.shift else None,
-            "seconds": seconds}
+    trial = {"verdict": row.verdict, "ratio": row.shift.ratio if row.shift else None,
+             "ci": [row.shift.ci_low, row.shift.ci_high] if row.shift else None,
+             "seconds": seconds}
+    if row.shift and row.shift.design == "unpaired":
+        # The same two reports under the rank test alone (the rule before the runs' speed
+        # wander entered the interval), to compare the two rules on identical data.
+        a, b = (np.asarray(_model(r)["samples_ms"]) for r in (baseline, report))
+        alone = unpaired_shift(a, b, rule.confidence)
+        trial |= {"session_sd": row.shift.session_sd,
+                  "iterations_only": {"verdict": decide(alone, rule)[0],
+                                      "ci": [alone.ci_low, alone.ci_high]}}
+    return trial
+
+
+def _model(report: dict) -> dict:
+    return next(a for a in report["artifacts"] if a["path"] == "model.fp32.pte")
 
 
 def _model_sha256(folder: Path) -> str:
@@ -122,8 +136,12 @@ def summarize(trials: dict[str, list[dict]]) -> dict:
     out = {}
     for kind, rows in trials.items():
         verdicts = [r["verdict"] for r in rows]
+        alone = [r["iterations_only"]["verdict"] for r in rows if "iterations_only" in r]
         out[kind] = {"trials": len(rows), "regression": verdicts.count(REGRESSION),
                      "unstable": verdicts.count(UNSTABLE),
+                     **({"iterations_only": {"regression": alone.count(REGRESSION),
+                                             "unstable": alone.count(UNSTABLE)}}
+                        if alone else {}),
                      "median_ratio": float(np.median([r["ratio"] for r in rows
                                                       if r["ratio"] is not None] or [np.nan])),
                      "seconds_per_decision": float(np.mean([r["seconds"] for r in rows]))}
@@ -133,13 +151,20 @@ def summarize(trials: dict[str, list[dict]]) -> dict:
 def print_table(mode: str, summary: dict, slowed: dict) -> None:
     aa = summary["A/A"]
     print(f"\n{mode}: false alarms {aa['regression']}/{aa['trials']} A/A "
-          f"(unstable {aa['unstable']}), {aa['seconds_per_decision']:.1f} s per decision")
+          f"(unstable {aa['unstable']}), {aa['seconds_per_decision']:.1f} s per decision"
+          + _alone(aa))
     for target, info in slowed.items():
         s = summary[f"+{100 * target:.0f}%"]
         print(f"  +{100 * target:.0f} % (measured {100 * (info['measured'] - 1):+.2f} %): "
               f"detected {s['regression']}/{s['trials']} "
               f"({100 * s['regression'] / s['trials']:.0f} %), unstable {s['unstable']}, "
-              f"median estimate {100 * (s['median_ratio'] - 1):+.2f} %")
+              f"median estimate {100 * (s['median_ratio'] - 1):+.2f} %" + _alone(s))
+
+
+def _alone(summary: dict) -> str:
+    alone = summary.get("iterations_only")
+    return (f"; rank test alone: {alone['regression']} regressions, {alone['unstable']} "
+            f"unstable" if alone else "")
 
 
 def main() -> None:

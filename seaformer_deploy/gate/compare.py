@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..bench.noise import wander
 from ..errors import UserError, option
 from ..export import formats as fmts
 from ..export import manifest as mf
 from ..reports.files import as_report
 from ..export.records import Manifest
 from ..reports.records import ExportInfo, Measured, Report
-from .stats import Shift, latency_problem, unpaired_shift
+from .stats import Shift, latency_problem, unpaired_shift, with_session_noise
 from .verdict import INCOMPARABLE, UNSTABLE, Rule, decide, decide_counts, exit_code
 
 
@@ -157,9 +158,17 @@ def _row(path: str, a: Measured | None, b: Measured | None, mismatch: str, basel
         row.reason = (f"{n} iteration(s) per side, fewer than the {rule.min_samples} needed "
                       f"to decide")
     else:
-        row.shift = unpaired_shift(np.asarray(a.samples_ms), np.asarray(b.samples_ms),
-                                   rule.confidence)
+        x, y = np.asarray(a.samples_ms), np.asarray(b.samples_ms)
+        # From the samples (in time order), not the reports' stats: older reports lack it.
+        moved = wander(x), wander(y)
+        row.shift = with_session_noise(unpaired_shift(x, y, rule.confidence), *moved)
         row.verdict, row.reason = decide(row.shift, rule)
+        if row.shift.session_sd:
+            row.reason += (f"; the machine's speed wandered within the runs (baseline "
+                           f"+-{100 * moved[0].level:.1f} %, candidate "
+                           f"+-{100 * moved[1].level:.1f} %), which the interval includes")
+            if row.verdict == UNSTABLE:
+                row.reason += "; gate --ab compares side by side, where that cancels"
     return row
 
 

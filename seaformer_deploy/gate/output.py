@@ -15,7 +15,8 @@ from .verdict import EXIT_ERROR, EXIT_PASS, EXIT_REGRESSION, EXIT_UNSTABLE
 SCHEMA_NAME = "seaformer-deploy/gate-verdict"
 SCHEMA_VERSION = 1
 VERDICT = "verdict.json"
-MODES = {"reports": "two reports (unpaired: Mann-Whitney U on the raw iterations)",
+MODES = {"reports": "two reports (unpaired: Mann-Whitney U on the raw iterations, the runs' "
+                    "speed wander added)",
          "ab": "interleaved A/B (paired rounds: Wilcoxon signed-rank)"}
 COUNTED = "instruction counts (callgrind, deterministic: medians compared directly)"
 OUTCOMES = {EXIT_PASS: "PASS", EXIT_REGRESSION: "FAIL (regression)",

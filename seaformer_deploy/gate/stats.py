@@ -8,7 +8,9 @@ ratios (candidate / baseline). Two designs:
   averages of the log ratios) and its exact distribution-free interval go with that test.
 * **unpaired** (two reports): the raw iterations of each run. The Mann-Whitney U test gives the
   p-values; the Hodges-Lehmann shift (median of all pairwise log differences) and its interval
-  go with that test.
+  go with that test. The test sees only each run's iterations; where the machine's speed
+  wandered during a run (``bench.noise.wander``), a whole session's median moves by about as
+  much, so ``with_session_noise`` widens the interval by that variance (Student's t).
 
 scipy provides the tests; it has no Hodges-Lehmann intervals, so those are computed here from
 the tests' null distributions (exact signed-rank distribution; normal approximation of U).
@@ -17,11 +19,12 @@ the tests' null distributions (exact signed-rank distribution; normal approximat
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from scipy import stats as sps
 
+from ..bench.noise import Wander
 from ..errors import UserError
 
 # Pairwise differences are computed on at most this many order statistics per side: beyond that
@@ -51,6 +54,7 @@ class Shift:
     p_faster: float              # one-sided: H0 "the candidate is not faster"
     baseline_median_ms: float
     candidate_median_ms: float
+    session_sd: float = 0.0      # unpaired: the runs' speed wander added to the interval (SD)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -93,6 +97,30 @@ def unpaired_shift(baseline: np.ndarray, candidate: np.ndarray, confidence: floa
     return Shift("unpaired", len(a), len(b), math.exp(float(np.median(diffs))), math.exp(low),
                  math.exp(high), confidence, p_slower, p_faster, float(np.median(a)),
                  float(np.median(b)))
+
+
+def with_session_noise(shift: Shift, baseline: Wander, candidate: Wander) -> Shift:
+    """``shift`` with each run's speed wander (``noise.Wander``: a relative SD from its stretch
+    medians) added to its uncertainty, on log latencies: the test's interval read as a normal
+    one (half-width over z) plus both variances. Each wander is estimated from a few stretch
+    medians, so the interval and p-values use Student's t with the Welch-Satterthwaite degrees
+    of freedom. A run's median moves about as far as its stretches do (measured on a Xeon VM:
+    stretches 3.1-4.3 %, medians of five runs 3.4-4.3 %), so the whole wander counts, not its
+    share of a longer run."""
+    parts = [(w.level ** 2, w.stretches - 1) for w in (baseline, candidate) if w.level > 0]
+    if not parts:
+        return shift
+    z = float(sps.norm.ppf(1 - (1 - shift.confidence) / 2))
+    estimate = math.log(shift.ratio)
+    tested = ((math.log(shift.ci_high) - math.log(shift.ci_low)) / (2 * z)) ** 2
+    variance = tested + sum(v for v, _ in parts)
+    df = variance ** 2 / sum(v ** 2 / k for v, k in parts)     # the test's part: df infinite
+    t = float(sps.t.ppf(1 - (1 - shift.confidence) / 2, df))
+    se = math.sqrt(variance)
+    return replace(shift, ci_low=math.exp(estimate - t * se), ci_high=math.exp(estimate + t * se),
+                   p_slower=float(sps.t.sf(estimate / se, df)),
+                   p_faster=float(sps.t.cdf(estimate / se, df)),
+                   session_sd=math.sqrt(variance - tested))
 
 
 def latency_problem(x: object) -> str:

@@ -114,6 +114,37 @@ def test_noisy_candidate_is_unstable(tmp_path, real_report):
     assert result.exit_code == 1
 
 
+def wandering(report: dict, seed: int, level: float) -> dict:
+    """``report`` with the model's iterations from a machine whose speed wanders: 8 stretches
+    of 50 at levels 3 % apart (SD) around ``level``, with 2 % iteration noise."""
+    out = with_samples(report, seed, n=400)
+    art = next(a for a in out["artifacts"] if a["path"] == MODEL)
+    stretches = level * (1 + 0.03 * np.array([1.5, -1, 0.5, -1.5, 1, -0.5, 0.2, -0.2]))
+    art["samples_ms"] = [float(v) for v in np.repeat(stretches, 50) * np.asarray(
+        art["samples_ms"])]
+    validate(out)
+    return out
+
+
+def test_a_wandering_machine_makes_a_shift_between_runs_undecided_not_a_regression(
+        tmp_path, real_report):
+    """The same artifact, its second run's speed 7 % higher: the iterations' test alone would
+    call it a regression; the runs' wander is in the interval, so it cannot be decided."""
+    base, cand = wandering(real_report, 1, 1.0), wandering(real_report, 2, 1.07)
+    result, doc = gate(tmp_path, base, cand, "--units", "model")
+    assert result.exit_code == 3, result.output
+    row = doc["rows"][0]
+    assert row["verdict"] == "UNSTABLE" and row["shift"]["session_sd"] > 0.03
+    assert "speed wandered within the runs" in row["reason"] and "gate --ab" in row["reason"]
+    steady = with_samples(real_report, 2, {MODEL: 1.07}, n=400)
+    _, doc = gate(tmp_path / "steady", with_samples(real_report, 1, n=400), steady,
+                  "--units", "model")
+    assert doc["rows"][0]["verdict"] == "REGRESSION"             # no wander: decided
+    assert doc["rows"][0]["shift"]["session_sd"] == 0.0
+    _, doc = gate(tmp_path / "far", base, wandering(real_report, 2, 1.5), "--units", "model")
+    assert doc["rows"][0]["verdict"] == "REGRESSION"             # far beyond the wander
+
+
 def test_min_effect_and_alpha_are_options(tmp_path, real_report):
     base, cand = with_samples(real_report, 1), with_samples(real_report, 2, {MODEL: 1.10})
     result, doc = gate(tmp_path, base, cand, "--min-effect", "0.2")
