@@ -88,7 +88,8 @@ def wander(samples: np.ndarray) -> Wander:
         return Wander(0.0, 0.0, 0)
     parts = [np.sort(p) for p in np.array_split(x, k)]
     medians = np.asarray([np.median(p) for p in parts]) / centre
-    errors = np.asarray([np.subtract(*median_ci(p, 0.95)[::-1]) / (2 * 1.96) for p in parts])
+    cis = [median_ci(p, 0.95) for p in parts]
+    errors = np.asarray([(hi - lo) / (2 * 1.96) for lo, hi in cis])
     sampling = float(np.mean((errors / centre) ** 2))
     between = float(np.var(medians, ddof=1))
     # Named only when the stretches differ significantly (chi-square, 1 %): eight medians of
