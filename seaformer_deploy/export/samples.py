@@ -77,11 +77,23 @@ def _pink_noise(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return (field - field.min()) / (field.max() - field.min())
 
 
+# The regions street_scene draws, in the order of its label values.
+STREET_CLASSES = ("sky", "building", "window", "road", "lane marking", "sidewalk")
+
+
 def _street_scene(height: int = 512, width: int = 1024, seed: int = 20250101) -> np.ndarray:
-    """Sky, facades with windows, road and pavement: regions with edges, like Cityscapes."""
+    return street_scene(height, width, seed)[0]
+
+
+def street_scene(height: int = 512, width: int = 1024, seed: int = 20250101
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Sky, facades with windows, road and pavement: regions with edges, like Cityscapes.
+    (H, W, 3) uint8 RGB and its (H, W) uint8 ground truth, indices into ``STREET_CLASSES``
+    (what benchmarks/trained_weights.py trains and scores a model on)."""
     rng = np.random.default_rng(seed)
     yy = np.linspace(0, 1, height)[:, None, None]
     img = np.empty((height, width, 3))
+    labels = np.zeros((height, width), np.uint8)
     img[:] = (0.55 + 0.35 * yy) * np.array([0.55, 0.7, 0.95])          # sky gradient
     horizon = int(0.58 * height)
     x = 0
@@ -90,18 +102,24 @@ def _street_scene(height: int = 512, width: int = 1024, seed: int = 20250101) ->
         top = int(rng.integers(height // 10, horizon - height // 8))
         colour = rng.uniform(0.25, 0.8, size=3)
         img[top:horizon, x:x + bw] = colour
+        labels[top:horizon, x:x + bw] = 1
         for wy in range(top + 12, horizon - 16, 28):                      # windows
             for wx in range(x + 8, x + bw - 14, 22):
                 img[wy:wy + 14, wx:wx + 10] = colour * 0.35
+                labels[wy:wy + 14, wx:wx + 10] = 2
         x += bw
     road = np.clip((yy[horizon:, :, 0] - 0.58) / 0.42, 0, 1)
     img[horizon:] = (0.32 + 0.1 * road)[..., None] * np.array([1.0, 1.0, 1.02])
+    labels[horizon:] = 3
     lanes = (np.abs(np.arange(width) - width / 2) < 4 + 30 * road) & (road > 0.05)
-    img[horizon:][lanes & ((np.arange(height - horizon)[:, None] // 20) % 2 == 0)] = 0.9
+    dashes = lanes & ((np.arange(height - horizon)[:, None] // 20) % 2 == 0)
+    img[horizon:][dashes] = 0.9
+    labels[horizon:][dashes] = 4
     img[horizon:, : width // 6] = 0.6                                     # pavement
+    labels[horizon:, : width // 6] = 5
     texture = _pink_noise(rng, height, width)[..., None]
     img = img * (0.8 + 0.4 * texture)
-    return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
+    return (np.clip(img, 0, 1) * 255).round().astype(np.uint8), labels
 
 
 def sample_images(height: int, width: int, count: int = 4) -> list[Sample]:
