@@ -4,6 +4,7 @@ are not checked: speed targets live in the scripts' output, never in timed tests
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -46,3 +47,39 @@ def test_layer_profile_covers_every_block(tmp_path):
     assert [b["block"] for b in result["blocks"]] == names[:3]
     assert all(b["onnx_ms"] > 0 and b["pte_ms"] > 0 and b["gflop"] > 0 for b in result["blocks"])
     assert result["whole_ms"]["onnx"] > 0 and result["whole_ms"]["pte"] > 0
+
+
+def test_int8_trained_trains_exports_and_evaluates(tmp_path):
+    from PIL import Image
+
+    from seaformer_deploy.models import create
+
+    out = tmp_path / "int8.json"
+    _run("int8_trained.py", str(tmp_path), "--models", "seaformer-t", "--size", "64",
+         "--steps", "8", "--limit", "2", "--formats", "onnx", "--json", str(out))
+    model = create("seaformer-t", checkpoint=tmp_path / "seaformer-t.pth")     # strict keys
+    assert model.num_classes == 6
+    assert model.checkpoint.class_names[:2] == ["sky", "building"]
+    meta = model.checkpoint.meta
+    assert meta["steps"] == 8 and meta["final_loss"] < math.log(6)    # below chance: it learned
+    images = sorted(p.name for p in (tmp_path / "heldout" / "images").iterdir())
+    labels = sorted(p.name for p in (tmp_path / "heldout" / "labels").iterdir())
+    assert images == labels and len(images) == 16
+    assert len(list((tmp_path / "calibration" / "images").iterdir())) == 32
+    with Image.open(tmp_path / "heldout" / "labels" / labels[0]) as label:
+        assert label.mode == "L" and max(label.getdata()) <= 5
+    (result,) = json.loads(out.read_text())["results"]
+    # the .pte's INT8 lowering would take a minute; the script's plumbing is the same
+    assert set(result["artifacts"]) == {"model.fp32.onnx", "model.int8.onnx"}
+    fp32 = result["artifacts"]["model.fp32.onnx"]
+    assert fp32["heldout_miou_vs_fp32"] == 100.0
+    assert fp32["heldout_miou"] == result["pytorch_fp32_heldout_miou"]
+
+
+def test_int8_flips_measures_where_labels_flip(tmp_path):
+    out = tmp_path / "flips.json"
+    _run("int8_flips.py", "--model", "seaformer-t", "--size", "64", "--json", str(out))
+    seeded = json.loads(out.read_text())["results"]["seeded"]
+    assert seeded["map_pixels"] == 8 * 8 and seeded["regions_per_image"] >= 1
+    assert 0 <= seeded["flipped_near_pct"] <= 100 and 0 < seeded["label_agreement_pct"] <= 100
+    assert seeded["near_boundary_pct"] > 0            # ten classes on an 8x8 map
