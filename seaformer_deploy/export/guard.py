@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,6 +43,25 @@ class _Remembered:
     interrupted = False
 
 
+@contextlib.contextmanager
+def _remembered_interrupts_unprinted(remembered: Callable[[], bool]) -> Iterator[None]:
+    """Python cannot raise out of a weakref callback or a ``__del__``: an interrupt that lands
+    in one is printed as "Exception ignored in ..." with a traceback, and dropped (measured:
+    in torch's WeakIdKeyDictionary during the ExecuTorch lowering). Once our handler has
+    remembered it, it is raised where it can be, so the traceback is noise; any other
+    unraisable error is reported as before."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable) -> None:
+        if not (isinstance(unraisable.exc_value, KeyboardInterrupt) and remembered()):
+            previous(unraisable)
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
+
+
 def _remember_sigint(signum: int, frame: object) -> None:
     _Remembered.interrupted = True
     raise KeyboardInterrupt
@@ -62,7 +82,8 @@ def interrupts_remembered() -> Iterator[None]:
     _Remembered.interrupted = False
     previous = signal.signal(signal.SIGINT, _remember_sigint)
     try:
-        yield
+        with _remembered_interrupts_unprinted(lambda: _Remembered.interrupted):
+            yield
     except Exception as exc:
         if _Remembered.interrupted:
             raise KeyboardInterrupt from exc
@@ -88,6 +109,7 @@ class InterruptGuard:
         self.committed = False          # the export is in place: an interrupt stops nothing
         self._holding = False           # during the commit: note an interrupt, raise nothing
         self._previous: object = None
+        self._unprinted = contextlib.ExitStack()
 
     def __enter__(self) -> InterruptGuard:
         if (threading.current_thread() is threading.main_thread()
@@ -96,6 +118,8 @@ class InterruptGuard:
             if _Remembered.interrupted:         # a Ctrl-C while the command was loading
                 raise KeyboardInterrupt
             self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+            self._unprinted.enter_context(
+                _remembered_interrupts_unprinted(lambda: self.interrupted))
         return self
 
     def _on_sigint(self, signum: int, frame: object) -> None:
@@ -130,5 +154,6 @@ class InterruptGuard:
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
+        self._unprinted.close()
         if self.interrupted and not self.committed and not isinstance(exc, KeyboardInterrupt):
             raise KeyboardInterrupt from exc    # an interrupt turned into an error, or dropped

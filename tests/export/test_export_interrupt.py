@@ -199,6 +199,48 @@ def test_an_interrupt_during_the_commit_lets_it_complete():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+@needs_default_sigint
+def test_an_interrupt_in_a_weakref_callback_is_kept_and_not_printed(monkeypatch):
+    """Python cannot raise out of a weakref callback: an interrupt landing in one (in CI: in
+    torch's WeakIdKeyDictionary during the lowering) was printed as "Exception ignored" with a
+    traceback. The guard keeps it, stops the export at its next check, and prints nothing."""
+    import weakref
+
+    class Thing:
+        pass
+
+    reported = []                                   # what Python would print
+    monkeypatch.setattr(sys, "unraisablehook", reported.append)
+    with pytest.raises(KeyboardInterrupt):
+        with InterruptGuard() as guard:
+            thing = Thing()
+            ref = weakref.ref(thing, lambda _: _sigint_now())
+            del thing                                   # the callback runs here, and swallows
+            assert ref() is None and guard.interrupted
+            guard.check()
+    assert reported == [] and sys.unraisablehook == reported.append
+
+
+@needs_default_sigint
+def test_other_unraisable_errors_are_still_reported(monkeypatch):
+    import weakref
+
+    class Thing:
+        pass
+
+    def fails(_):
+        raise ValueError("a real bug in a callback")
+
+    reported = []
+    monkeypatch.setattr(sys, "unraisablehook", reported.append)
+    with InterruptGuard():
+        thing = Thing()
+        ref = weakref.ref(thing, fails)
+        del thing
+    assert ref() is None
+    assert [str(u.exc_value) for u in reported] == ["a real bug in a callback"]
+
+
 def test_no_guard_outside_the_main_thread():
     errors, handler = [], signal.getsignal(signal.SIGINT)
 
