@@ -51,7 +51,7 @@ def flips(model: torch.nn.Module, images: torch.Tensor) -> dict:
     near, flipped = near_boundary(fp32), fp32 != int8
     regions = [ndimage.label(m == c)[1] for m in fp32 for c in np.unique(m)]
     return {"label_agreement_pct": 100 * float((~flipped).mean()),
-            "regions_per_image": len(regions) and sum(regions) / len(fp32),
+            "regions_per_image": sum(regions) / len(fp32),
             "map_pixels": int(fp32[0].size),
             "near_boundary_pct": 100 * float(near.mean()),
             "flipped_near_pct": 100 * float(flipped[near].mean()),

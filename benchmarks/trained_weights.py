@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from seaformer_deploy.evaluate.metrics import confusion, scores
+from seaformer_deploy.evaluate.predict import to_labels
 from seaformer_deploy.export.samples import STREET_CLASSES, normalize, stretch, street_scene
 from seaformer_deploy.models.registry import build, get_spec
 
@@ -106,25 +107,24 @@ def train(name: str, size: tuple[int, int], steps: int, lr: float, seed: int
     return model.eval(), losses
 
 
-def heldout_miou(model: torch.nn.Module, size: tuple[int, int]) -> float:
-    """mIoU of the trained model on the held-out scenes (whole image at the export size,
-    logits resized to the labels: as ``evaluate`` scores it)."""
+def heldout_miou(model: torch.nn.Module, size: tuple[int, int],
+                 pairs: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    """mIoU of the trained model on the held-out (image, label) pairs, scored as ``evaluate``
+    scores an image: whole image at the export size, logits resized to the label, argmax."""
     matrix = np.zeros((len(STREET_CLASSES),) * 2, np.int64)
-    for seed in STREET_SEEDS:
-        rgb, label = street_scene(seed=seed)
+    for rgb, label in pairs:
         with torch.no_grad():
-            logits = model(normalize(stretch(rgb, size)))
-        logits = F.interpolate(logits, size=label.shape, mode="bilinear", align_corners=False)
-        matrix += confusion(label, logits.argmax(1)[0].numpy(), len(STREET_CLASSES))
+            logits = model(normalize(stretch(rgb, size))).numpy()
+        matrix += confusion(label, to_labels(logits, "logits", label.shape), len(STREET_CLASSES))
     return scores(matrix).miou
 
 
-def write_scenes(folder: Path, seeds, with_labels: bool) -> None:
+def write_scenes(folder: Path, scenes: dict[int, tuple[np.ndarray, np.ndarray]],
+                 with_labels: bool) -> None:
     (folder / "images").mkdir(parents=True, exist_ok=True)
     if with_labels:
         (folder / "labels").mkdir(parents=True, exist_ok=True)
-    for seed in seeds:
-        rgb, label = street_scene(seed=seed)
+    for seed, (rgb, label) in scenes.items():
         Image.fromarray(rgb).save(folder / "images" / f"street_{seed:03d}.png")
         if with_labels:
             Image.fromarray(label).save(folder / "labels" / f"street_{seed:03d}.png")
@@ -137,7 +137,8 @@ def make(folder: Path, model: str, size: int, steps: int, lr: float = 2e-3,
     torch.set_num_threads(THREADS)
     name = get_spec(model).name
     trained, losses = train(name, (size, size), steps, lr, seed)
-    miou = heldout_miou(trained, (size, size))
+    heldout = {s: street_scene(seed=s) for s in STREET_SEEDS}
+    miou = heldout_miou(trained, (size, size), list(heldout.values()))
     print(f"{name}: held-out mIoU {miou:.2f} (ground truth, FP32, {len(STREET_SEEDS)} scenes)")
     folder.mkdir(parents=True, exist_ok=True)
     meta = {"CLASSES": list(STREET_CLASSES), "steps": steps, "lr": lr, "seed": seed,
@@ -148,8 +149,9 @@ def make(folder: Path, model: str, size: int, steps: int, lr: float = 2e-3,
     tmp = path.with_suffix(".pth.tmp")
     torch.save({"state_dict": trained.state_dict(), "meta": meta}, tmp)
     tmp.replace(path)
-    write_scenes(folder / "heldout", STREET_SEEDS, with_labels=True)
-    write_scenes(folder / "calibration", CALIBRATION_SEEDS, with_labels=False)
+    write_scenes(folder / "heldout", heldout, with_labels=True)
+    calibration = {s: street_scene(seed=s) for s in CALIBRATION_SEEDS}
+    write_scenes(folder / "calibration", calibration, with_labels=False)
     return path
 
 
